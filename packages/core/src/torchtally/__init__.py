@@ -1,0 +1,66 @@
+"""torchtally: parameters, FLOPs and activations of PyTorch models, counted at the dispatcher."""
+
+from torchtally.analysis import Analysis
+from torchtally.api import analyze, register_handler, trace, unregister_handler
+from torchtally.compat import (
+    ActivationAnalyzer,
+    ActivationCountAnalysis,
+    FlopAnalyzer,
+    FlopCountAnalysis,
+    activation_count,
+    flop_count,
+    get_model_complexity_info,
+    parameter_count_table,
+)
+from torchtally.counting import HandlerError, HandlerWarning
+from torchtally.handlers import CompositeOpError, CountOptions, HandlerSet
+from torchtally.params import parameter_count, parameter_shapes
+from torchtally.plugins import (
+    PluginWarning,
+    get_plugin_manager,
+    hookimpl,
+    list_plugins,
+    plugin_failures,
+)
+from torchtally.records import ModuleCall, OpCall, TensorMeta, Trace
+from torchtally.reporting import Reporter, UnknownFormatError
+from torchtally.tracer import TraceError
+from torchtally.units import format_count
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActivationAnalyzer",
+    "ActivationCountAnalysis",
+    "Analysis",
+    "CompositeOpError",
+    "CountOptions",
+    "FlopAnalyzer",
+    "FlopCountAnalysis",
+    "HandlerError",
+    "HandlerSet",
+    "HandlerWarning",
+    "ModuleCall",
+    "OpCall",
+    "PluginWarning",
+    "Reporter",
+    "TensorMeta",
+    "Trace",
+    "TraceError",
+    "UnknownFormatError",
+    "activation_count",
+    "analyze",
+    "flop_count",
+    "format_count",
+    "get_model_complexity_info",
+    "get_plugin_manager",
+    "hookimpl",
+    "list_plugins",
+    "parameter_count",
+    "parameter_count_table",
+    "parameter_shapes",
+    "plugin_failures",
+    "register_handler",
+    "trace",
+    "unregister_handler",
+]

@@ -1,0 +1,7 @@
+"""``python -m torchtally``: the same as the ``torchtally`` command."""
+
+import sys
+
+from torchtally.cli import main
+
+sys.exit(main())

@@ -1,0 +1,203 @@
+"""`Analysis`: the immutable result of one analysis, with fvcore's query surface per metric."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from torchtally.counting import HandlerFailure, check_ancestor_mode, count_trace, uncalled_modules
+from torchtally.handlers import CountOptions, HandlerRegistry, HandlerSet
+from torchtally.records import ModuleInfo, TensorMeta, Trace
+
+JSON_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Counts of one traced run: per metric, per module, per operator; parameters; what was missed.
+
+    Query methods take ``metric`` (``"flops"`` by default) and return fresh dicts, so changing a
+    result never changes the analysis. Module names are canonical: a shared module is reported
+    under its first name; its other names are accepted as aliases wherever a name is asked for.
+    """
+
+    trace: Trace = field(repr=False)
+    registry: HandlerRegistry = field(repr=False)
+    options: CountOptions
+    ancestor_mode: str
+    metrics: tuple[str, ...]
+    params: Mapping[str, int] = field(repr=False)
+    param_shapes: Mapping[str, tuple[int, ...]] = field(repr=False)
+    strict: bool = False
+    _counts: Mapping[str, Mapping[str, Counter[str]]] = field(init=False, repr=False)
+    _unsupported: Mapping[str, Mapping[str, Counter[str]]] = field(init=False, repr=False)
+    handler_failures: tuple[HandlerFailure, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_ancestor_mode(self.ancestor_mode)
+        counts = count_trace(
+            self.trace, self.registry, self.options, self.metrics, self.ancestor_mode, self.strict
+        )
+        object.__setattr__(self, "_counts", _freeze(counts.counts))
+        object.__setattr__(self, "_unsupported", _freeze(counts.unsupported))
+        object.__setattr__(self, "handler_failures", tuple(counts.failures))
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+        object.__setattr__(self, "param_shapes", MappingProxyType(dict(self.param_shapes)))
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def total(self, metric: str = "flops", module: str = "") -> int:
+        """The count of `metric` for `module` (the whole model by default)."""
+        return sum(self._table(self._counts, metric)[self.canonical_module_name(module)].values())
+
+    def by_module(self, metric: str = "flops") -> dict[str, int]:
+        """Every module's count, in module order (modules without any count give 0)."""
+        return {name: sum(ops.values()) for name, ops in self._table(self._counts, metric).items()}
+
+    def by_operator(self, metric: str = "flops", module: str = "") -> dict[str, int]:
+        """The counts of `module` per operator name (fvcore's names: conv, linear, matmul, ...)."""
+        table = self._table(self._counts, metric)
+        return dict(table[self.canonical_module_name(module)])
+
+    def by_module_and_operator(self, metric: str = "flops") -> dict[str, dict[str, int]]:
+        return {name: dict(ops) for name, ops in self._table(self._counts, metric).items()}
+
+    def unsupported_ops(self, metric: str = "flops", module: str = "") -> dict[str, int]:
+        """Ops that did arithmetic but had no handler for `metric`, with how often they ran."""
+        table = self._table(self._unsupported, metric)
+        return dict(table[self.canonical_module_name(module)])
+
+    @property
+    def uncalled_modules(self) -> frozenset[str]:
+        """Modules whose ``__call__`` never ran (unused, or called through ``.forward()``)."""
+        return uncalled_modules(self.trace, self.ancestor_mode)
+
+    @property
+    def modules(self) -> Mapping[str, ModuleInfo]:
+        """Every module under its canonical name, in ``named_modules()`` order."""
+        return self.trace.modules
+
+    @property
+    def input_shapes(self) -> Any:
+        return self.trace.input_shapes
+
+    def canonical_module_name(self, name: str) -> str:
+        """The name results use for module `name` (differs when the module is shared)."""
+        if not isinstance(name, str):
+            raise TypeError(f"module names are strings such as 'layer1.0', got {name!r}")
+        if name in self.trace.modules:
+            return name
+        for info in self.trace.modules.values():
+            if name in info.aliases:
+                return info.name
+        raise KeyError(
+            f"{name!r} is not a module of the analysed model; "
+            f"module names look like {', '.join(repr(n) for n in list(self.modules)[1:4])}"
+        )
+
+    # --- recounting --------------------------------------------------------------------------
+
+    def recount(
+        self,
+        handlers: HandlerSet | None = None,
+        *,
+        elementwise: bool | None = None,
+        options: Mapping[str, Any] | None = None,
+        ancestor_mode: str | None = None,
+        metrics: tuple[str, ...] | None = None,
+    ) -> Analysis:
+        """A new Analysis from the same trace (the model does not run again)."""
+        registry = self.registry if handlers is None else self.registry.with_layer("call", handlers)
+        count_options = CountOptions(
+            elementwise=self.options.elementwise if elementwise is None else elementwise,
+            extra={**self.options.extra, **(options or {})},
+        )
+        return replace(
+            self,
+            registry=registry,
+            options=count_options,
+            ancestor_mode=self.ancestor_mode if ancestor_mode is None else ancestor_mode,
+            metrics=self.metrics if metrics is None else metrics,
+        )
+
+    # --- output --------------------------------------------------------------------------------
+
+    def render(self, format: str = "table", **options: Any) -> str:
+        """Text in an output format from an installed reporter plugin (table, arch, json, ...)."""
+        from torchtally.reporting import render
+
+        return render(self, format, **options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every number this analysis holds, as JSON-ready plain data with a stable key order."""
+        from torchtally import __version__
+
+        return {
+            "schema_version": JSON_SCHEMA_VERSION,
+            "torchtally_version": __version__,
+            "inputs": _jsonable(self.trace.input_shapes),
+            "mode": self.trace.mode,
+            "conventions": {
+                "flop": "one fused multiply-add counts as one flop",
+                "ancestor_mode": self.ancestor_mode,
+                "elementwise": self.options.elementwise,
+                "options": {k: _jsonable(v) for k, v in sorted(self.options.extra.items())},
+            },
+            "metrics": {
+                metric: {
+                    "total": self.total(metric),
+                    "by_module": self.by_module(metric),
+                    "by_operator": _sorted(self.by_operator(metric)),
+                    "by_module_and_operator": {
+                        name: _sorted(ops)
+                        for name, ops in self.by_module_and_operator(metric).items()
+                    },
+                    "unsupported_ops": _sorted(self.unsupported_ops(metric)),
+                }
+                for metric in self.metrics
+            },
+            "params": {
+                "total": self.params.get("", 0),
+                "by_module": dict(self.params),
+                "shapes": {name: list(shape) for name, shape in self.param_shapes.items()},
+            },
+            "modules": {
+                name: {"type": info.type_name, "aliases": list(info.aliases)}
+                for name, info in self.modules.items()
+            },
+            "uncalled_modules": sorted(self.uncalled_modules),
+            "handler_failures": [str(f) for f in self.handler_failures],
+        }
+
+    def _table(
+        self, tables: Mapping[str, Mapping[str, Counter[str]]], metric: str
+    ) -> Mapping[str, Counter[str]]:
+        try:
+            return tables[metric]
+        except KeyError:
+            raise KeyError(
+                f"this analysis has no metric {metric!r}; it counted {', '.join(self.metrics)}"
+            ) from None
+
+
+def _freeze(tables: dict[str, dict[str, Counter[str]]]) -> Mapping[str, Mapping[str, Counter[str]]]:
+    return MappingProxyType({m: MappingProxyType(dict(t)) for m, t in tables.items()})
+
+
+def _sorted(counts: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(sorted(counts.items()))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, TensorMeta):
+        return {"shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)

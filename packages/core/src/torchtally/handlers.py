@@ -1,0 +1,292 @@
+"""Handlers turn one recorded call into a count, per metric and per op name.
+
+A `HandlerSet` is what core, a plugin or a user hands to torchtally: handlers keyed by metric and
+op, ops to ignore, module handlers, and names for torch-level functions. Sets are layered by a
+`HandlerRegistry` (core, then plugins, then the user's, then per-call ones, the last one winning).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+Number = int | float
+Count = Number | Mapping[str, Number]
+"""A handler's result: a number, or named sub-counts such as ``{"conv": n}``. A handler returns
+`NotImplemented` for a call it cannot count; the op is then reported as unsupported."""
+
+OpHandler = Callable[..., Any]
+"""``handler(call: OpCall) -> Count``, or ``handler(call, options: CountOptions) -> Count``."""
+
+ModuleHandler = Callable[..., Any]
+"""``handler(call: ModuleCall) -> Count`` or ``handler(call, options) -> Count``."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ALL_METRICS = "*"
+METRICS = ("flops", "activations")
+
+
+@dataclass(frozen=True)
+class CountOptions:
+    """Settings a handler may read. `extra` carries plugin-specific ones (e.g. ``causal``)."""
+
+    elementwise: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.extra.get(key, default)
+
+
+# What a composite op decomposes into, for the error raised when someone registers the composite.
+_DECOMPOSES_INTO = {
+    "aten::linear": "aten::addmm, aten::mm or aten::bmm",
+    "aten::matmul": "aten::mm or aten::bmm",
+    "aten::einsum": "aten::bmm (and aten::mul for non-contracting equations)",
+    "aten::conv1d": "aten::convolution",
+    "aten::conv2d": "aten::convolution",
+    "aten::conv3d": "aten::convolution",
+    "aten::_convolution": "aten::convolution",
+    "aten::conv_transpose1d": "aten::convolution",
+    "aten::conv_transpose2d": "aten::convolution",
+    "aten::conv_transpose3d": "aten::convolution",
+    "aten::batch_norm": "aten::native_batch_norm (or aten::_native_batch_norm_legit*)",
+    "aten::instance_norm": "aten::native_batch_norm",
+    "aten::layer_norm": "aten::native_layer_norm",
+    "aten::group_norm": "aten::native_group_norm",
+    "aten::adaptive_avg_pool1d": "aten::_adaptive_avg_pool2d or aten::mean",
+    "aten::adaptive_avg_pool2d": "aten::_adaptive_avg_pool2d or aten::mean",
+    "aten::adaptive_avg_pool3d": "aten::_adaptive_avg_pool3d or aten::mean",
+    "aten::grid_sampler": "aten::grid_sampler_2d or aten::grid_sampler_3d",
+    "aten::dropout": "aten::native_dropout (training) or nothing (eval)",
+    "aten::softmax": "aten::_softmax",
+    "aten::log_softmax": "aten::_log_softmax",
+    "aten::scaled_dot_product_attention": (
+        "the backend op that ran, e.g. aten::_scaled_dot_product_flash_attention_for_cpu"
+    ),
+}
+
+
+class CompositeOpError(ValueError):
+    """A handler was registered for an op the dispatcher never sees."""
+
+
+def check_op_name(op: str) -> None:
+    """Refuse names that are not ``namespace::name`` and composite ops that decompose first."""
+    if not isinstance(op, str) or "::" not in op or op.count("::") != 1:
+        raise ValueError(
+            f"expected an op name like 'aten::convolution' or 'mylib::my_op', got {op!r}"
+        )
+    if _is_composite(op):
+        instead = _DECOMPOSES_INTO.get(op, "the ops it decomposes into")
+        raise CompositeOpError(
+            f"{op} is a composite op: it decomposes into other ops before torchtally's tracer "
+            f"sees it, so a handler for it would never run. Register a handler for {instead} "
+            "instead (torchtally.trace_ops(model, inputs) lists the ops a model really runs)."
+        )
+
+
+def _is_composite(op: str) -> bool:
+    namespace, name = op.split("::")
+    try:
+        packet = getattr(getattr(torch.ops, namespace), name)
+    except (AttributeError, RuntimeError):
+        return False  # not loaded (yet): a custom op from a library imported later
+    overloads = [getattr(packet, o) for o in packet.overloads()]
+    return bool(overloads) and all(
+        torch._C._dispatch_has_kernel_for_dispatch_key(o.name(), "CompositeImplicitAutograd")
+        for o in overloads
+    )
+
+
+def with_options(handler: Callable[..., Any]) -> Callable[[Any, CountOptions], Any]:
+    """Let handlers take ``(call)`` or ``(call, options)``; return the two-argument form."""
+    try:
+        params = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):
+        return handler
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    if len(positional) == 1 and positional[0].kind != positional[0].VAR_POSITIONAL:
+        return lambda call, options: handler(call)
+    return handler
+
+
+def _module_key(module_type: type[nn.Module] | str) -> str:
+    if isinstance(module_type, str):
+        return module_type
+    return f"{module_type.__module__}.{module_type.__qualname__}"
+
+
+def module_type_keys(module: nn.Module) -> list[str]:
+    """Keys under which a module handler may be registered for this module, most specific first."""
+    return [_module_key(cls) for cls in type(module).__mro__ if issubclass(cls, nn.Module)]
+
+
+class HandlerSet:
+    """Handlers, ignored ops, module handlers and function names from one source."""
+
+    def __init__(self) -> None:
+        self.ops: dict[str, dict[str, OpHandler]] = {}
+        self.ignored: dict[str, set[str]] = {}
+        self.modules: dict[str, dict[str, ModuleHandler]] = {}
+        self.operator_names: dict[str, str] = {}
+
+    def add(self, metric: str, op: str, handler: OpHandler | None) -> None:
+        """Count `op` for `metric` with `handler`; None ignores the op for that metric."""
+        check_op_name(op)
+        if handler is None:
+            self.ignored.setdefault(metric, set()).add(op)
+            self.ops.get(metric, {}).pop(op, None)
+        else:
+            if not callable(handler):
+                raise TypeError(f"the handler for {op} must be callable or None, got {handler!r}")
+            self.ops.setdefault(metric, {})[op] = with_options(handler)
+            self.ignored.get(metric, set()).discard(op)
+
+    def handler(self, *ops: str, metric: str = "flops") -> Callable[[F], F]:
+        """Decorator: ``@handlers.handler("mylib::op", metric="flops")``."""
+
+        def register(func: F) -> F:
+            for op in ops:
+                self.add(metric, op, func)
+            return func
+
+        return register
+
+    def flops(self, *ops: str) -> Callable[[F], F]:
+        return self.handler(*ops, metric="flops")
+
+    def activations(self, *ops: str) -> Callable[[F], F]:
+        return self.handler(*ops, metric="activations")
+
+    def ignore(self, *ops: str, metric: str = ALL_METRICS) -> None:
+        """Ops that do no arithmetic: never counted, never reported as unsupported."""
+        for op in ops:
+            check_op_name(op)
+            self.ignored.setdefault(metric, set()).add(op)
+
+    def module(self, module_type: type[nn.Module] | str, metric: str = "flops") -> Callable[[F], F]:
+        """Decorator for a module handler: counts a whole module call; its inner ops are skipped."""
+
+        def register(func: F) -> F:
+            self.modules.setdefault(metric, {})[_module_key(module_type)] = with_options(func)
+            return func
+
+        return register
+
+    def name_functions(self, names: Mapping[str, str]) -> None:
+        """Report ops issued by torch-level function ``f`` under operator ``names[f]``."""
+        self.operator_names.update(names)
+
+    def claims(self) -> dict[str, list[str]]:
+        """What this set registers, per kind, for listings."""
+        return {
+            **{f"{metric} handlers": sorted(ops) for metric, ops in self.ops.items()},
+            **{f"{metric} module handlers": sorted(m) for metric, m in self.modules.items()},
+            **{f"ignored ({metric})": sorted(ops) for metric, ops in self.ignored.items()},
+        }
+
+    @classmethod
+    def from_mapping(
+        cls, handlers: Mapping[str, OpHandler | None], metric: str = "flops"
+    ) -> HandlerSet:
+        result = cls()
+        for op, handler in handlers.items():
+            result.add(metric, op, handler)
+        return result
+
+
+IGNORED = object()
+"""Marker returned by `HandlerRegistry.lookup` for an ignored op."""
+
+
+@dataclass(frozen=True)
+class Conflict:
+    metric: str
+    op: str
+    sources: tuple[str, ...]
+
+
+class HandlerRegistry:
+    """Sets layered in order; a later set overrides an earlier one for the same metric and op."""
+
+    def __init__(self, layers: Iterable[tuple[str, HandlerSet]]) -> None:
+        self.layers = list(layers)
+        self._ops: dict[str, dict[str, tuple[OpHandler, str]]] = {}
+        self._ignored: dict[str, set[str]] = {}
+        self._modules: dict[str, dict[str, tuple[ModuleHandler, str]]] = {}
+        self.operator_names: dict[str, str] = {}
+        for source, handler_set in self.layers:
+            for metric, ops in handler_set.ops.items():
+                table = self._ops.setdefault(metric, {})
+                for op, handler in ops.items():
+                    table[op] = (handler, source)
+                    self._ignored.get(metric, set()).discard(op)
+            for metric, ignored in handler_set.ignored.items():
+                self._ignored.setdefault(metric, set()).update(ignored)
+                for op in ignored:
+                    self._ops.get(metric, {}).pop(op, None)
+            for metric, modules in handler_set.modules.items():
+                mod_table = self._modules.setdefault(metric, {})
+                for key, module_handler in modules.items():
+                    mod_table[key] = (module_handler, source)
+            self.operator_names.update(handler_set.operator_names)
+
+    def with_layer(self, source: str, handler_set: HandlerSet) -> HandlerRegistry:
+        return HandlerRegistry([*self.layers, (source, handler_set)])
+
+    def lookup(self, metric: str, op: str) -> tuple[OpHandler, str] | object | None:
+        """``(handler, source)``, `IGNORED`, or None when nothing counts the op."""
+        found = self._ops.get(metric, {}).get(op)
+        if found is not None:
+            return found
+        if op in self._ignored.get(metric, ()) or op in self._ignored.get(ALL_METRICS, ()):
+            return IGNORED
+        return None
+
+    def module_handler(self, metric: str, keys: Iterable[str]) -> tuple[ModuleHandler, str] | None:
+        table = self._modules.get(metric, {})
+        for key in keys:
+            if key in table:
+                return table[key]
+        return None
+
+    def has_module_handlers(self) -> bool:
+        return any(self._modules.values())
+
+    def metrics(self) -> list[str]:
+        return sorted(set(self._ops) | set(self._modules))
+
+    def conflicts(self, first_party: Iterable[str] = ()) -> list[Conflict]:
+        """Ops that two plugins (not counting core or the user) both claim for one metric."""
+        skip = set(first_party)
+        claims: dict[tuple[str, str], list[str]] = {}
+        for source, handler_set in self.layers:
+            if source in skip:
+                continue
+            for metric, ops in handler_set.ops.items():
+                for op in ops:
+                    claims.setdefault((metric, op), []).append(source)
+        return [
+            Conflict(metric, op, tuple(sources))
+            for (metric, op), sources in sorted(claims.items())
+            if len(sources) > 1
+        ]
+
+
+def ignoring_only(registry: HandlerRegistry) -> HandlerRegistry:
+    """The ignored ops of `registry` with none of its handlers (fvcore's ``clear_op_handles``)."""
+    ignored = HandlerSet()
+    for _, handler_set in registry.layers:
+        for metric, ops in handler_set.ignored.items():
+            ignored.ignored.setdefault(metric, set()).update(ops)
+    return HandlerRegistry([("ignored", ignored)])

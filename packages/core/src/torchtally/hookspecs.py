@@ -1,0 +1,41 @@
+"""The hooks a torchtally plugin can implement.
+
+A plugin is a module (or object) registered under the entry-point group ``torchtally``; it marks its
+implementations with `torchtally.hookimpl`. Core's own handlers are a plugin like any other. Specs
+only ever grow by new arguments: an implementation may accept fewer arguments than its spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from torchtally.handlers import HandlerSet
+    from torchtally.reporting import Reporter
+
+hookspec = pluggy.HookspecMarker("torchtally")
+
+
+@hookspec
+def torchtally_handlers() -> HandlerSet | None:
+    """Op handlers, ignored ops, function names and module handlers this plugin provides.
+
+    :return: a `torchtally.HandlerSet`. Op handlers are keyed by metric (``"flops"``,
+        ``"activations"`` or any new metric name) and by op schema name (``"aten::mm"``,
+        ``"torchvision::roi_align"``). Module handlers count a whole module call whose work the
+        dispatcher cannot see; the ops inside such a call are then not counted again.
+        When two plugins claim the same metric and op, torchtally warns and names both.
+    """
+
+
+@hookspec
+def torchtally_reporters() -> Iterable[Reporter] | None:
+    """Output formats this plugin provides.
+
+    :return: `torchtally.Reporter` objects. Each has a unique ``name`` (the ``--format`` value) and
+        a pure ``render(analysis, options) -> str`` function: it returns text, prints nothing and
+        changes nothing.
+    """

@@ -1,0 +1,22 @@
+"""Core's handlers, registered as the plugin ``torchtally.core`` exactly like a third-party one.
+
+Conventions are fvcore's and mmengine's (one fused multiply-add is one flop), so totals agree with
+numbers in papers that used them; docs/conventions.md lists every formula.
+"""
+
+from __future__ import annotations
+
+from torchtally.handlers import HandlerSet
+from torchtally.ops import conv, elementwise, matmul, norm, pooling
+from torchtally.plugins import hookimpl
+
+handlers = HandlerSet()
+# Order matters only where one op appears twice: pooling's aten::mean (adaptive average
+# pooling) refines elementwise's generic reduction rule, so it registers last.
+for module in (elementwise, matmul, conv, norm, pooling):
+    module.register(handlers)
+
+
+@hookimpl
+def torchtally_handlers() -> HandlerSet:
+    return handlers

@@ -1,0 +1,24 @@
+"""Small helpers handlers share to read recorded calls."""
+
+from __future__ import annotations
+
+from torchtally.records import OpCall, TensorMeta
+
+
+def first_output(call: OpCall) -> TensorMeta:
+    outputs = call.output_tensors
+    if not outputs:
+        raise ValueError(f"{call.op} recorded no tensor output")
+    return outputs[0]
+
+
+def first_input(call: OpCall) -> TensorMeta:
+    inputs = call.input_tensors
+    if not inputs:
+        raise ValueError(f"{call.op} recorded no tensor input")
+    return inputs[0]
+
+
+def output_numel(call: OpCall) -> int:
+    """Elements of the first output: the activations of a convolution or matmul."""
+    return first_output(call).numel

@@ -1,0 +1,74 @@
+"""Normalisation layers, with fvcore's per-element costs.
+
+Batch norm in eval mode applies a precomputed scale and shift: 1 per element, 2 with affine.
+In training mode (and instance norm, which runs batch norm on statistics of its own input), it
+computes statistics first: 4 per element, 5 with affine. Layer and group norm: 4, 5 with affine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torchtally.handlers import HandlerSet
+from torchtally.records import OpCall, TensorMeta
+
+TRAINING_BATCH_NORMS = (
+    "aten::native_batch_norm",
+    "aten::_native_batch_norm_legit",
+    "aten::_native_batch_norm_legit_functional",
+    "aten::cudnn_batch_norm",
+    "aten::miopen_batch_norm",
+)  # these take a `training` argument
+EVAL_BATCH_NORMS = ("aten::_native_batch_norm_legit_no_training",)
+NO_UPDATE_BATCH_NORMS = ("aten::_batch_norm_no_update",)  # batch statistics without running ones
+UPDATING_BATCH_NORMS = ("aten::_batch_norm_with_update", "aten::_batch_norm_with_update_functional")
+STATISTIC_NORMS = ("aten::native_layer_norm", "aten::native_group_norm")
+
+
+def _norm(call: OpCall, training: bool) -> int:
+    x: TensorMeta = call.arg("input")
+    elements = x.numel
+    affine = call.arguments.get("weight") is not None
+    if training:
+        return elements * (5 if affine else 4)
+    return elements * (2 if affine else 1)
+
+
+def _batch_norm(call: OpCall) -> int:
+    return _norm(call, training=bool(call.arguments.get("training")))
+
+
+def _no_update_batch_norm(call: OpCall) -> int:
+    return _norm(call, training=call.arguments.get("running_mean") is None)
+
+
+def _zero(call: Any) -> int:
+    return 0
+
+
+def register(handlers: HandlerSet) -> None:
+    for op in TRAINING_BATCH_NORMS:
+        handlers.add("flops", op, _batch_norm)
+    for op in EVAL_BATCH_NORMS:
+        handlers.add("flops", op, lambda call: _norm(call, training=False))
+    for op in NO_UPDATE_BATCH_NORMS:
+        handlers.add("flops", op, _no_update_batch_norm)
+    for op in UPDATING_BATCH_NORMS + STATISTIC_NORMS:
+        handlers.add("flops", op, lambda call: _norm(call, training=True))
+    every_norm = (
+        TRAINING_BATCH_NORMS
+        + EVAL_BATCH_NORMS
+        + NO_UPDATE_BATCH_NORMS
+        + UPDATING_BATCH_NORMS
+        + STATISTIC_NORMS
+    )
+    for op in every_norm:
+        handlers.add("activations", op, _zero)
+    handlers.name_functions(
+        {
+            "batch_norm": "batch_norm",
+            "layer_norm": "layer_norm",
+            "group_norm": "group_norm",
+            "instance_norm": "instance_norm",
+        }
+    )

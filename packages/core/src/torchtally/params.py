@@ -1,0 +1,26 @@
+"""Parameter counts per module prefix (shared parameters once) and parameter shapes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from torch import nn
+
+
+def parameter_count(model: nn.Module) -> defaultdict[str, int]:
+    """Parameters per module prefix: ``""`` is the whole model, ``"layer1"`` everything under it.
+
+    A parameter shared by several modules counts once, under its first name, as in fvcore.
+    """
+    counts: defaultdict[str, int] = defaultdict(int)
+    for name, param in model.named_parameters():
+        size = param.numel()
+        parts = name.split(".")
+        for depth in range(len(parts)):
+            counts[".".join(parts[:depth])] += size
+    return counts
+
+
+def parameter_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Every parameter's shape by its (first) name, in definition order."""
+    return {name: tuple(param.shape) for name, param in model.named_parameters()}

@@ -1,0 +1,197 @@
+"""The plugin manager: core's handlers plus every entry point of the group ``torchtally``.
+
+Plugins load lazily, once, on first use (importing torchtally loads none). A plugin that fails to
+import is reported by name, distribution and version, and the others keep working. Setting
+``TORCHTALLY_DISABLE_PLUGIN_AUTOLOAD=1`` loads core only; plugins can still be registered by hand
+with `get_plugin_manager().register(...)`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import importlib_metadata
+import pluggy
+
+from torchtally import hookspecs
+from torchtally.handlers import HandlerRegistry, HandlerSet
+
+GROUP = "torchtally"
+CORE = "torchtally.core"
+DISABLE_AUTOLOAD_ENV = "TORCHTALLY_DISABLE_PLUGIN_AUTOLOAD"
+
+hookimpl = pluggy.HookimplMarker(GROUP)
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load, or two plugins claim the same op."""
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    name: str
+    distribution: str
+    version: str
+    error: str
+
+    def __str__(self) -> str:
+        return (
+            f"failed to load torchtally plugin {self.name!r} "
+            f"(distribution {self.distribution} {self.version}): {self.error}"
+        )
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One loaded plugin and what it registered."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    registers: dict[str, list[str]] = field(default_factory=dict)
+
+
+_manager: pluggy.PluginManager | None = None
+_failures: list[PluginFailure] = []
+_dists: dict[str, tuple[str, str]] = {}
+_registry: tuple[tuple[str, ...], HandlerRegistry] | None = None
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, created and loaded on first call."""
+    global _manager
+    if _manager is None:
+        manager = pluggy.PluginManager(GROUP)
+        manager.add_hookspecs(hookspecs)
+        from torchtally import ops
+
+        manager.register(ops, name=CORE)
+        if not os.environ.get(DISABLE_AUTOLOAD_ENV):
+            _load_entry_points(manager)
+        _manager = manager
+    return _manager
+
+
+def _load_entry_points(manager: pluggy.PluginManager) -> None:
+    entry_points = sorted(importlib_metadata.entry_points(group=GROUP), key=lambda ep: ep.name)
+    for entry_point in entry_points:
+        dist = entry_point.dist
+        dist_name = dist.metadata["Name"] if dist is not None else "unknown"
+        version = dist.version if dist is not None else "unknown"
+        if manager.get_plugin(entry_point.name) is not None:
+            continue
+        try:
+            plugin = entry_point.load()
+            manager.register(plugin, name=entry_point.name)
+        except Exception as error:
+            failure = PluginFailure(
+                entry_point.name, dist_name, version, f"{type(error).__name__}: {error}"
+            )
+            _failures.append(failure)
+            warnings.warn(str(failure), PluginWarning, stacklevel=3)
+            continue
+        _dists[entry_point.name] = (dist_name, version)
+
+
+def plugin_failures() -> list[PluginFailure]:
+    """Plugins whose entry point failed to load, with the error."""
+    get_plugin_manager()
+    return list(_failures)
+
+
+def handler_registry() -> HandlerRegistry:
+    """Handlers of core and every loaded plugin, core first, then plugins in name order.
+
+    Rebuilt whenever the set of registered plugins changes (e.g. one registered by hand).
+    """
+    global _registry
+    manager = get_plugin_manager()
+    key = tuple(sorted(name for name, _ in manager.list_name_plugin()))
+    if _registry is None or _registry[0] != key:
+        layers = []
+        for name, handler_set in _collect(manager, "torchtally_handlers"):
+            if not isinstance(handler_set, HandlerSet):
+                warnings.warn(
+                    f"torchtally plugin {name!r}: torchtally_handlers() returned "
+                    f"{type(handler_set).__name__}, expected a torchtally.HandlerSet; ignored",
+                    PluginWarning,
+                    stacklevel=2,
+                )
+                continue
+            layers.append((name, handler_set))
+        layers.sort(key=lambda layer: (layer[0] != CORE, layer[0]))
+        registry = HandlerRegistry(layers)
+        for conflict in registry.conflicts(first_party=[CORE]):
+            warnings.warn(
+                f"plugins {' and '.join(conflict.sources)} both handle {conflict.op} "
+                f"({conflict.metric}); using {conflict.sources[-1]}'s",
+                PluginWarning,
+                stacklevel=2,
+            )
+        _registry = (key, registry)
+    return _registry[1]
+
+
+def _collect(manager: pluggy.PluginManager, hook_name: str) -> list[tuple[str, Any]]:
+    """Call one hook on each plugin separately, so each result stays tied to its plugin."""
+    results = []
+    for impl in getattr(manager.hook, hook_name).get_hookimpls():
+        result = impl.function()
+        if result is not None:
+            results.append((impl.plugin_name, result))
+    return results
+
+
+def reporters() -> dict[str, Any]:
+    """Every registered output format, by name: ``{name: (reporter, plugin name)}``."""
+    found: dict[str, Any] = {}
+    for plugin, provided in _collect(get_plugin_manager(), "torchtally_reporters"):
+        for reporter in provided:
+            if reporter.name in found:
+                warnings.warn(
+                    f"plugins {found[reporter.name][1]!r} and {plugin!r} both provide the "
+                    f"output format {reporter.name!r}; using {found[reporter.name][1]!r}'s",
+                    PluginWarning,
+                    stacklevel=2,
+                )
+                continue
+            found[reporter.name] = (reporter, plugin)
+    return found
+
+
+def list_plugins() -> list[PluginInfo]:
+    """Loaded plugins, each with what it registered (handlers, ignored ops, formats)."""
+    manager = get_plugin_manager()
+    handler_sets = dict(_collect(manager, "torchtally_handlers"))
+    formats: dict[str, list[str]] = {}
+    for name, (_, plugin) in reporters().items():
+        formats.setdefault(plugin, []).append(name)
+    infos = []
+    for name, _plugin in sorted(manager.list_name_plugin(), key=lambda item: item[0] != CORE):
+        registers: dict[str, list[str]] = {}
+        handler_set = handler_sets.get(name)
+        if isinstance(handler_set, HandlerSet):
+            registers.update(handler_set.claims())
+        if name in formats:
+            registers["formats"] = sorted(formats[name])
+        dist, version = _dists.get(name, ("torchtally-core", _core_version()))
+        infos.append(PluginInfo(name, dist, version, registers))
+    return infos
+
+
+def _core_version() -> str:
+    from torchtally import __version__
+
+    return __version__
+
+
+def reset_plugins() -> None:
+    """Forget loaded plugins; the next use loads them again (for tests and notebooks)."""
+    global _manager, _registry
+    _manager = None
+    _registry = None
+    _failures.clear()
+    _dists.clear()

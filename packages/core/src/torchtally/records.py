@@ -1,0 +1,133 @@
+"""What a trace records: tensors as shape/dtype, one `OpCall` per op that ran, one `ModuleCall` per
+module call, and the model's module tree. Records hold no tensor data, so a trace can be recounted
+with other handlers long after the model ran."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+
+
+class TensorMeta(NamedTuple):
+    """A tensor as the trace keeps it: its shape and dtype, never its data."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        dtype = str(self.dtype).removeprefix("torch.")
+        return f"TensorMeta({list(self.shape)}, {dtype})"
+
+
+def record_value(value: Any) -> Any:
+    """Replace every tensor in `value` (nested in lists, tuples, dicts) by its `TensorMeta`."""
+    if isinstance(value, torch.Tensor):
+        return TensorMeta(tuple(int(s) for s in value.shape), value.dtype)
+    if isinstance(value, (list, tuple)):
+        recorded = [record_value(v) for v in value]
+        return recorded if isinstance(value, list) else tuple(recorded)
+    if isinstance(value, Mapping):
+        return {k: record_value(v) for k, v in value.items()}
+    return value
+
+
+def iter_tensor_metas(value: Any) -> Iterator[TensorMeta]:
+    """Every `TensorMeta` inside a recorded value, depth first."""
+    if isinstance(value, TensorMeta):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from iter_tensor_metas(v)
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from iter_tensor_metas(v)
+
+
+@dataclass(frozen=True)
+class OpCall:
+    """One op that ran under the dispatcher.
+
+    `op` is the op's schema name (``aten::convolution``, ``torchvision::roi_align``), `overload` its
+    overload (``default``, ``Tensor``). `arguments` maps every schema argument name to its recorded
+    value, defaults filled in. `function` is the outermost torch-level function that issued the op
+    (``linear``, ``conv2d``, ``matmul``), or None when no torch function was running (autograd).
+    `scope` is the stack of canonical module names whose ``__call__`` was running, outermost first.
+    """
+
+    op: str
+    overload: str
+    arguments: Mapping[str, Any]
+    outputs: tuple[Any, ...]
+    function: str | None
+    scope: tuple[str, ...]
+    phase: str = "forward"
+
+    @property
+    def inputs(self) -> tuple[Any, ...]:
+        """The argument values in schema order."""
+        return tuple(self.arguments.values())
+
+    def arg(self, name: str) -> Any:
+        """The recorded value of the schema argument `name`."""
+        try:
+            return self.arguments[name]
+        except KeyError:
+            raise KeyError(
+                f"{self.op}.{self.overload} has no argument {name!r}; "
+                f"its arguments are {', '.join(self.arguments)}"
+            ) from None
+
+    @property
+    def input_tensors(self) -> list[TensorMeta]:
+        return list(iter_tensor_metas(tuple(self.arguments.values())))
+
+    @property
+    def output_tensors(self) -> list[TensorMeta]:
+        return list(iter_tensor_metas(self.outputs))
+
+
+@dataclass(frozen=True)
+class ModuleCall:
+    """One call of a module's ``__call__``: recorded for module handlers."""
+
+    name: str
+    module: torch.nn.Module = field(repr=False, compare=False)
+    inputs: tuple[Any, ...]
+    outputs: Any
+    scope: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ModuleInfo:
+    """One module of the analysed model, under its canonical (first) name."""
+
+    name: str
+    type_name: str
+    extra_repr: str
+    children: tuple[tuple[str, str], ...]  # (attribute name, canonical name of the child)
+    aliases: tuple[str, ...] = ()
+    has_forward: bool = True
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Everything one run of the model recorded. Counting reads only this."""
+
+    ops: tuple[OpCall, ...]
+    module_calls: tuple[ModuleCall, ...]
+    modules: Mapping[str, ModuleInfo]
+    called_modules: frozenset[str]
+    input_shapes: tuple[Any, ...]
+    mode: str = "real"
