@@ -163,10 +163,12 @@ def analyze(
     return analysis
 
 
-def log_unsupported(analysis: Analysis, metrics: tuple[str, ...] | None = None) -> None:
-    """One warning line per op that no handler counted."""
+def log_unsupported(analysis: Analysis, metrics: tuple[str, ...] = ("flops",)) -> None:
+    """One warning line per op that no handler counted (for flops, unless told otherwise)."""
     reported: set[str] = set()
-    for metric in metrics or analysis.metrics:
+    for metric in metrics:
+        if metric not in analysis.metrics:
+            continue
         for op, times in sorted(analysis.unsupported_ops(metric).items()):
             if op in reported:
                 continue

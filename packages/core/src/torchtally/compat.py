@@ -168,7 +168,7 @@ class ModelAnalyzer:
             param_shapes=parameter_shapes(self._model),
         )
         if self._warn_unsupported:
-            log_unsupported(analysis)
+            log_unsupported(analysis, (self.metric,))
         if self._warn_uncalled:
             _log_uncalled(analysis)
         self._analysis = analysis
@@ -269,7 +269,7 @@ def get_model_complexity_info(
         params=parameter_count(model),
         param_shapes=parameter_shapes(model),
     )
-    log_unsupported(analysis, ("flops",))
+    log_unsupported(analysis)
     flops, activations = analysis.total("flops"), analysis.total("activations")
     params = analysis.params.get("", 0)
     return {

@@ -87,7 +87,7 @@ def check_op_name(op: str) -> None:
         raise CompositeOpError(
             f"{op} is a composite op: it decomposes into other ops before torchtally's tracer "
             f"sees it, so a handler for it would never run. Register a handler for {instead} "
-            "instead (torchtally.trace_ops(model, inputs) lists the ops a model really runs)."
+            "instead (torchtally.trace(model, inputs).ops lists the ops a model really runs)."
         )
 
 
@@ -97,10 +97,27 @@ def _is_composite(op: str) -> bool:
         packet = getattr(getattr(torch.ops, namespace), name)
     except (AttributeError, RuntimeError):
         return False  # not loaded (yet): a custom op from a library imported later
-    overloads = [getattr(packet, o) for o in packet.overloads()]
-    return bool(overloads) and all(
-        torch._C._dispatch_has_kernel_for_dispatch_key(o.name(), "CompositeImplicitAutograd")
-        for o in overloads
+    composite = []
+    for overload_name in packet.overloads():
+        overload = getattr(packet, overload_name)
+        if any(a.is_out for a in overload._schema.arguments):
+            continue  # out= variants may have kernels of their own; models call the functional
+        try:
+            composite.append(_decomposes_first(overload.name()))
+        except RuntimeError:
+            continue  # an overload only TorchScript knows
+    return bool(composite) and all(composite)
+
+
+# Keys whose kernel, when an op has one, runs below the tracer: the tracer then sees the op.
+_KERNEL_KEYS = ("CPU", "CUDA", "Meta", "CompositeExplicitAutograd")
+
+
+def _decomposes_first(overload: str) -> bool:
+    """Only a CompositeImplicitAutograd kernel: the op decomposes above the dispatch mode."""
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    return has(overload, "CompositeImplicitAutograd") and not any(
+        has(overload, key) for key in _KERNEL_KEYS
     )
 
 
@@ -199,9 +216,13 @@ class HandlerSet:
     def from_mapping(
         cls, handlers: Mapping[str, OpHandler | None], metric: str = "flops"
     ) -> HandlerSet:
+        """Handlers for `metric`; an op mapped to None is ignored for every metric."""
         result = cls()
         for op, handler in handlers.items():
-            result.add(metric, op, handler)
+            if handler is None:
+                result.ignore(op)
+            else:
+                result.add(metric, op, handler)
         return result
 
 

@@ -26,7 +26,6 @@ ADAPTIVE_AVG_POOL_FUNCTIONS = {
 WINDOW_POOLS = {  # op -> number of pooled dims
     "aten::max_pool2d_with_indices": 2,
     "aten::max_pool3d_with_indices": 3,
-    "aten::avg_pool1d": 1,
     "aten::avg_pool2d": 2,
     "aten::avg_pool3d": 3,
 }
@@ -69,11 +68,7 @@ def register(handlers: HandlerSet) -> None:
     for op in ADAPTIVE_MAX_POOLS:
         handlers.add("flops", op, _adaptive_max_flops)
         handlers.add("activations", op, lambda call: 0)
-    for op in (
-        "aten::adaptive_avg_pool1d",
-        "aten::_adaptive_avg_pool2d",
-        "aten::_adaptive_avg_pool3d",
-    ):
+    for op in ("aten::_adaptive_avg_pool2d", "aten::_adaptive_avg_pool3d"):
         handlers.add("flops", op, _input_elements)
         handlers.add("activations", op, lambda call: 0)
     handlers.add("flops", "aten::mean", _mean)
