@@ -111,5 +111,5 @@ def test_keyboard_interrupt_exits_modes_and_hooks() -> None:
 
 
 def test_rejects_what_is_not_a_module() -> None:
-    with pytest.raises(TypeError, match="expected a torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"expected a torch\.nn\.Module"):
         torchtally.analyze(lambda x: x, torch.randn(1))  # type: ignore[arg-type]
