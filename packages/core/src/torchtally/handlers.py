@@ -254,8 +254,12 @@ class HandlerRegistry:
                     self._ignored.get(metric, set()).discard(op)
             for metric, ignored in handler_set.ignored.items():
                 self._ignored.setdefault(metric, set()).update(ignored)
-                for op in ignored:
-                    self._ops.get(metric, {}).pop(op, None)
+                tables = (
+                    self._ops.values() if metric == ALL_METRICS else [self._ops.get(metric, {})]
+                )
+                for table in tables:
+                    for op in ignored:
+                        table.pop(op, None)
             for metric, modules in handler_set.modules.items():
                 mod_table = self._modules.setdefault(metric, {})
                 for key, module_handler in modules.items():
