@@ -199,3 +199,18 @@ def test_module_handler_replaces_the_ops_inside(entry_points: list[FakeEntryPoin
     analysis = torchtally.analyze(model, torch.randn(3, 4), handlers=handlers)
     assert analysis.by_module_and_operator()["1"] == {"Blackbox": 3000}
     assert analysis.total() == 3 * 4 * 4 + 3000
+
+
+def test_without_reporters_the_error_names_the_package(
+    entry_points: list[FakeEntryPoint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(plugins.DISABLE_AUTOLOAD_ENV, "1")
+    analysis = torchtally.analyze(nn.Linear(2, 2), torch.randn(1, 2))
+    with pytest.raises(torchtally.UnknownFormatError, match="pip install torchtally-reporters"):
+        analysis.render("table")
+    with pytest.raises(torchtally.UnknownFormatError, match="pip install torchtally-reporters"):
+        torchtally.get_model_complexity_info(nn.Linear(2, 2), input_shape=(2,))
+    info = torchtally.get_model_complexity_info(
+        nn.Linear(2, 2), input_shape=(2,), show_table=False, show_arch=False
+    )
+    assert (info["flops"], info["params"]) == (4, 6)

@@ -102,15 +102,23 @@ class Analysis:
 
     def recount(
         self,
-        handlers: HandlerSet | None = None,
+        handlers: HandlerSet | Mapping[str, Any] | None = None,
         *,
         elementwise: bool | None = None,
         options: Mapping[str, Any] | None = None,
         ancestor_mode: str | None = None,
         metrics: tuple[str, ...] | None = None,
     ) -> Analysis:
-        """A new Analysis from the same trace (the model does not run again)."""
-        registry = self.registry if handlers is None else self.registry.with_layer("call", handlers)
+        """A new Analysis from the same trace (the model does not run again).
+
+        `handlers` is layered over this analysis' handlers: ``{"op": handler or None}`` (flops)
+        or a `HandlerSet`.
+        """
+        registry = self.registry
+        if handlers is not None:
+            if not isinstance(handlers, HandlerSet):
+                handlers = HandlerSet.from_mapping(handlers)
+            registry = registry.with_layer("call", handlers)
         count_options = CountOptions(
             elementwise=self.options.elementwise if elementwise is None else elementwise,
             extra={**self.options.extra, **(options or {})},
@@ -156,12 +164,17 @@ class Analysis:
                         for name, ops in self.by_module_and_operator(metric).items()
                     },
                     "unsupported_ops": _sorted(self.unsupported_ops(metric)),
+                    "unsupported_ops_by_module": {
+                        name: _sorted(ops)
+                        for name, ops in self._table(self._unsupported, metric).items()
+                        if ops
+                    },
                 }
                 for metric in self.metrics
             },
             "params": {
                 "total": self.params.get("", 0),
-                "by_module": dict(self.params),
+                "by_module": {name: self.params.get(name, 0) for name in self.modules},
                 "shapes": {name: list(shape) for name, shape in self.param_shapes.items()},
             },
             "modules": {

@@ -11,6 +11,9 @@ from typing import Any
 
 from torch import nn
 
+from torchtally.analysis import Analysis
+from torchtally.units import format_count
+
 EXAMPLES = """\
 examples:
   torchtally torchvision:resnet50 --shape 3 224 224
@@ -124,6 +127,18 @@ def _list_plugins() -> str:
     return "\n".join(lines)
 
 
+def summary(analysis: Analysis, shape: tuple[int, ...]) -> str:
+    """mmpretrain's get_flops block: input shape and the three totals."""
+    rule = "=" * 30
+    lines = [
+        f"Input shape: {shape}",
+        f"Flops: {format_count(analysis.total('flops'))}",
+        f"Params: {format_count(analysis.params.get('', 0))}",
+        f"Activation: {format_count(analysis.total('activations'))}",
+    ]
+    return "\n".join([rule, *lines, rule])
+
+
 def run(argv: Sequence[str] | None = None) -> str:
     args = _parser().parse_args(argv)
     if args.model == "plugins":
@@ -144,6 +159,8 @@ def run(argv: Sequence[str] | None = None) -> str:
         text = analysis.render(args.format, max_depth=args.max_depth)
     except ValueError as error:
         raise CliError(str(error), EXIT_USAGE) from error
+    if args.format == "table":
+        text = f"{summary(analysis, shape)}\n{text}"
     if args.output is not None:
         args.output.write_text(text + "\n")
         return f"wrote {args.format} report to {args.output}"

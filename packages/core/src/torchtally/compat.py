@@ -133,7 +133,7 @@ class ModelAnalyzer:
             self._inputs if new_inputs is None else new_inputs,
             elementwise=self._elementwise,
         )
-        other._handlers = self._handlers
+        other._handlers = self._handlers.copy()
         other._cleared = self._cleared
         other._ancestor_mode = self._ancestor_mode
         other._warn_unsupported = self._warn_unsupported
@@ -279,6 +279,9 @@ def get_model_complexity_info(
         "activations_str": format_count(activations),
         "params": params,
         "params_str": format_count(params),
-        "out_table": "\n" + analysis.render("table", show_param_shapes=True) if show_table else "",
+        # mmengine's table ends with a newline (its rich console adds one); so does ours.
+        "out_table": (
+            "\n" + analysis.render("table", show_param_shapes=True) + "\n" if show_table else ""
+        ),
         "out_arch": "\n" + analysis.render("arch") if show_arch else "",
     }

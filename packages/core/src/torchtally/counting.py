@@ -14,7 +14,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from torchtally.handlers import IGNORED, CountOptions, HandlerRegistry, module_type_keys
+from torchtally.handlers import (
+    IGNORED,
+    CountOptions,
+    HandlerRegistry,
+    OperatorNames,
+    module_type_keys,
+)
 from torchtally.records import OpCall, Trace
 
 ANCESTOR_MODES = ("owner", "caller")
@@ -48,10 +54,13 @@ class Counts:
     failures: list[HandlerFailure]
 
 
-def operator_name(call: OpCall, names: Mapping[str, str]) -> str:
+def operator_name(call: OpCall, names: Mapping[str, OperatorNames]) -> str:
     """The by_operator key: fvcore's name for the issuing function, else the op's schema name."""
-    if call.function is not None and call.function in names:
-        return names[call.function]
+    named = names.get(call.function) if call.function is not None else None
+    if isinstance(named, str):
+        return named
+    if named is not None and call.op in named:
+        return named[call.op]
     return call.op.removeprefix("aten::")
 
 
@@ -119,7 +128,7 @@ def count_trace(
                 value = _run(handler, call, options, metric, call.op, source, result, strict)
                 if value is not None:
                     name = operator_name(call, registry.operator_names)
-                    value = {name: value} if not isinstance(value, Mapping) else dict(value)
+                    value = _nonzero(value, name)
             if value is None:
                 for owner in owners:
                     unsupported.setdefault(owner, Counter())[call.op] += 1
@@ -137,10 +146,16 @@ def count_trace(
                 for owner in attribute(module_call.scope):
                     unsupported.setdefault(owner, Counter())[label] += 1
                 continue
-            value = {label: value} if not isinstance(value, Mapping) else dict(value)
+            value = _nonzero(value, label)
             for owner in attribute(module_call.scope):
                 counts.setdefault(owner, Counter()).update(value)
     return result
+
+
+def _nonzero(value: Any, name: str) -> dict[str, Any]:
+    """Named counts without zeros: an op that costs nothing adds no operator key (as in fvcore)."""
+    named = value.items() if isinstance(value, Mapping) else [(name, value)]
+    return {key: count for key, count in named if count}
 
 
 def _module_handled(

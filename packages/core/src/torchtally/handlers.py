@@ -28,6 +28,8 @@ ModuleHandler = Callable[..., Any]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+OperatorNames = str | Mapping[str, str]
+
 ALL_METRICS = "*"
 METRICS = ("flops", "activations")
 
@@ -155,7 +157,7 @@ class HandlerSet:
         self.ops: dict[str, dict[str, OpHandler]] = {}
         self.ignored: dict[str, set[str]] = {}
         self.modules: dict[str, dict[str, ModuleHandler]] = {}
-        self.operator_names: dict[str, str] = {}
+        self.operator_names: dict[str, OperatorNames] = {}
 
     def add(self, metric: str, op: str, handler: OpHandler | None) -> None:
         """Count `op` for `metric` with `handler`; None ignores the op for that metric."""
@@ -200,9 +202,22 @@ class HandlerSet:
 
         return register
 
-    def name_functions(self, names: Mapping[str, str]) -> None:
-        """Report ops issued by torch-level function ``f`` under operator ``names[f]``."""
+    def name_functions(self, names: Mapping[str, OperatorNames]) -> None:
+        """Report ops issued by torch-level function ``f`` under operator ``names[f]``.
+
+        ``names[f]`` is one name for every op ``f`` issues, or a mapping from op to name for a
+        function whose ops are of several kinds (``multi_head_attention_forward``).
+        """
         self.operator_names.update(names)
+
+    def copy(self) -> HandlerSet:
+        """An independent copy: changing one set never changes the other."""
+        other = HandlerSet()
+        other.ops = {metric: dict(ops) for metric, ops in self.ops.items()}
+        other.ignored = {metric: set(ops) for metric, ops in self.ignored.items()}
+        other.modules = {metric: dict(m) for metric, m in self.modules.items()}
+        other.operator_names = dict(self.operator_names)
+        return other
 
     def claims(self) -> dict[str, list[str]]:
         """What this set registers, per kind, for listings."""
@@ -245,7 +260,7 @@ class HandlerRegistry:
         self._ops: dict[str, dict[str, tuple[OpHandler, str]]] = {}
         self._ignored: dict[str, set[str]] = {}
         self._modules: dict[str, dict[str, tuple[ModuleHandler, str]]] = {}
-        self.operator_names: dict[str, str] = {}
+        self.operator_names: dict[str, OperatorNames] = {}
         for source, handler_set in self.layers:
             for metric, ops in handler_set.ops.items():
                 table = self._ops.setdefault(metric, {})

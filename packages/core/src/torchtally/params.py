@@ -8,7 +8,8 @@ from torch import nn
 
 
 def parameter_count(model: nn.Module) -> defaultdict[str, int]:
-    """Parameters per module prefix: ``""`` is the whole model, ``"layer1"`` everything under it.
+    """Parameters per name prefix, as fvcore: ``""`` is the whole model, ``"layer1"`` everything
+    under it, ``"layer1.0.conv1.weight"`` one parameter.
 
     A parameter shared by several modules counts once, under its first name, as in fvcore.
     """
@@ -16,7 +17,7 @@ def parameter_count(model: nn.Module) -> defaultdict[str, int]:
     for name, param in model.named_parameters():
         size = param.numel()
         parts = name.split(".")
-        for depth in range(len(parts)):
+        for depth in range(len(parts) + 1):
             counts[".".join(parts[:depth])] += size
     return counts
 

@@ -45,7 +45,11 @@ def module_tree(model: nn.Module) -> tuple[dict[int, str], dict[str, ModuleInfo]
             aliases[first].append(name)
     infos = {}
     for name, module in modules.items():
-        children = tuple((attr, canonical[id(child)]) for attr, child in module.named_children())
+        children = tuple(  # every attribute, as print(model) shows them, shared ones too
+            (attr, canonical[id(child)])
+            for attr, child in module._modules.items()
+            if child is not None
+        )
         infos[name] = ModuleInfo(
             name=name,
             type_name=type(module).__name__,

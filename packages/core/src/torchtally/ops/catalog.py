@@ -448,7 +448,7 @@ POINTWISE_FLOPS: dict[str, int] = {
     "aten::silu_backward": _T + 6,  # grad * s * (1 + x * (1 - s))
     "aten::glu": _T + 3,  # a * sigmoid(b), per output element
     # gelu: erf form (the default) 0.5 x (1 + erf(x / sqrt 2)): mul, erf, mul, FMA = _T + 3.
-    # The tanh form (approximate="tanh") costs _T + 5 (x*x, FMA, mul, tanh, mul, FMA).
+    # The tanh form (approximate="tanh") costs GELU_TANH_FLOPS (x*x, FMA, mul, tanh, mul, FMA).
     "aten::gelu": _T + 3,
     "aten::gelu_": _T + 3,
     "aten::gelu_backward": 2 * _T + 7,  # grad * (Phi(x) + x * phi(x)): erf and exp
@@ -521,3 +521,6 @@ REDUCTION_FLOPS: dict[str, int] = {
     "aten::_logcumsumexp": 2 * _T + 3,  # a logaddexp with the running value
     "aten::logcumsumexp": 2 * _T + 3,
 }
+
+# aten::gelu with approximate="tanh": x*x, FMA, mul, tanh, mul, FMA.
+GELU_TANH_FLOPS = _T + 5

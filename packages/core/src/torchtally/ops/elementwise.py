@@ -12,14 +12,31 @@ from typing import Any
 
 from torchtally.handlers import CountOptions, HandlerSet
 from torchtally.ops._shapes import first_input, first_output
-from torchtally.ops.catalog import NO_ARITHMETIC_OPS, POINTWISE_FLOPS, REDUCTION_FLOPS
+from torchtally.ops.catalog import (
+    GELU_TANH_FLOPS,
+    NO_ARITHMETIC_OPS,
+    POINTWISE_FLOPS,
+    REDUCTION_FLOPS,
+)
 from torchtally.records import OpCall
+
+# Pointwise ops these functions issue belong to them: nn.Linear adds its bias separately when
+# ATen cannot fuse it into addmm, and the linear convention ignores the bias either way.
+PART_OF_FUNCTION = frozenset({"linear"})
 
 
 def pointwise_flops(call: OpCall, options: CountOptions) -> Any:
+    if call.function in PART_OF_FUNCTION:
+        return 0
     if not options.elementwise:
         return NotImplemented
     return POINTWISE_FLOPS[call.op] * first_output(call).numel
+
+
+def gelu_flops(call: OpCall, options: CountOptions) -> Any:
+    if options.elementwise and call.arguments.get("approximate") == "tanh":
+        return GELU_TANH_FLOPS * first_output(call).numel
+    return pointwise_flops(call, options)
 
 
 def reduction_flops(call: OpCall, options: CountOptions) -> Any:
@@ -37,6 +54,8 @@ def register(handlers: HandlerSet) -> None:
     for op in POINTWISE_FLOPS:
         handlers.add("flops", op, pointwise_flops)
         handlers.add("activations", op, _no_activations)
+    for op in ("aten::gelu", "aten::gelu_"):
+        handlers.add("flops", op, gelu_flops)
     for op in REDUCTION_FLOPS:
         handlers.add("flops", op, reduction_flops)
         handlers.add("activations", op, _no_activations)

@@ -51,5 +51,12 @@ def register(handlers: HandlerSet) -> None:
             "bmm": "bmm",
             "addmm": "addmm",
             "baddbmm": "baddbmm",
+            # nn.MultiheadAttention's slow path: projections are F.linear calls inside it.
+            "multi_head_attention_forward": {
+                "aten::mm": "linear",
+                "aten::addmm": "linear",
+                "aten::bmm": "bmm",
+                "aten::baddbmm": "baddbmm",
+            },
         }
     )

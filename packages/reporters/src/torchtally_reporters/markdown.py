@@ -1,0 +1,56 @@
+"""The ``markdown`` format: the totals, then the table's rows as a GitHub-flavoured pipe table."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import tabulate
+
+from torchtally import Analysis
+from torchtally_reporters.options import Options, parse_options
+from torchtally_reporters.stats import format_number, model_total, plain_name
+from torchtally_reporters.table import TABLE_OPTIONS, Row, column_headers, table_rows
+
+MARKDOWN_OPTIONS: Mapping[str, Any] = TABLE_OPTIONS
+
+
+def render_markdown(analysis: Analysis, **options: Any) -> str:
+    """A totals line, a blank line, and a pipe table with the ``table`` format's rows."""
+    opts = parse_options("markdown", analysis, options, MARKDOWN_OPTIONS)
+    body = [_cells(row, opts.metrics) for row in table_rows(analysis, opts)]
+    table = tabulate.tabulate(
+        body,
+        headers=[escape_cell(header) for header in column_headers(opts)],
+        tablefmt="pipe",
+        colalign=("left", *("right" for _ in opts.metrics)),
+        disable_numparse=True,
+    )
+    return f"{totals_line(analysis, opts)}\n\n{table}"
+
+
+def totals_line(analysis: Analysis, options: Options) -> str:
+    """``**Totals:** 0.44K parameters, 0.4K flops, 40 activations``."""
+    parts = (
+        f"{format_number(model_total(analysis, metric, options), options)} {plain_name(metric)}"
+        for metric in options.metrics
+    )
+    return f"**Totals:** {', '.join(parts)}"
+
+
+def _cells(row: Row, metrics: tuple[str, ...]) -> list[str]:
+    return [code_span(row.name), *(escape_cell(row.cells.get(m, "")) for m in metrics)]
+
+
+def code_span(text: str) -> str:
+    """`text` as an inline code span that survives inside a table cell."""
+    longest_run = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * (longest_run + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return escape_cell(f"{fence}{pad}{text}{pad}{fence}")
+
+
+def escape_cell(text: str) -> str:
+    """Escape the pipe, which would end the cell even inside a code span."""
+    return text.replace("|", "\\|")

@@ -1,0 +1,101 @@
+"""Render options shared by the formats, checked once, with errors that name the valid values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torchtally import Analysis
+
+PARAMS = "params"
+UNITS = ("human", "raw")
+FLOP_UNITS = ("mac", "flop")
+# How many flops one fused multiply-add is worth in each flop unit.
+FLOPS_PER_MAC = {"mac": 1, "flop": 2}
+
+
+@dataclass(frozen=True)
+class Options:
+    """Every option a format may read; a format only accepts the ones it declares."""
+
+    max_depth: int | None = 3
+    metrics: tuple[str, ...] = ()
+    units: str = "human"
+    flop_unit: str = "mac"
+    show_param_shapes: bool = True
+
+    def scale(self, metric: str) -> int:
+        """The factor a raw count of `metric` is multiplied by before it is shown."""
+        return FLOPS_PER_MAC[self.flop_unit] if metric == "flops" else 1
+
+
+def available_metrics(analysis: Analysis) -> tuple[str, ...]:
+    """What the ``metrics`` option can name: parameters, then every metric the analysis counted."""
+    return (PARAMS, *analysis.metrics)
+
+
+def parse_options(
+    format_name: str, analysis: Analysis, given: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> Options:
+    """Check `given` against the options `format_name` accepts (`defaults`) and fill in the rest.
+
+    Unknown options raise TypeError naming the valid ones; bad values raise ValueError.
+    """
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise TypeError(
+            f"the {format_name!r} format got unexpected option(s) {', '.join(unknown)}; "
+            f"valid options: {', '.join(sorted(defaults))}"
+        )
+    values = {**defaults, **given}
+    return Options(
+        max_depth=_max_depth(values.get("max_depth", Options.max_depth)),
+        metrics=_metrics(values.get("metrics"), analysis),
+        units=_choice("units", values.get("units", Options.units), UNITS),
+        flop_unit=_choice("flop_unit", values.get("flop_unit", Options.flop_unit), FLOP_UNITS),
+        show_param_shapes=_flag("show_param_shapes", values.get("show_param_shapes", True)),
+    )
+
+
+def _max_depth(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"max_depth must be a non-negative int or None, got {value!r}")
+    return value
+
+
+def _metrics(value: Any, analysis: Analysis) -> tuple[str, ...]:
+    available = available_metrics(analysis)
+    if value is None:
+        return available
+    names = (value,) if isinstance(value, str) else _tuple_of_str("metrics", value)
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        raise ValueError(
+            f"metrics {', '.join(map(repr, unknown))} not available; "
+            f"this analysis has {', '.join(available)}"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"metrics must not repeat a name, got {names!r}")
+    return names
+
+
+def _tuple_of_str(option: str, value: Any) -> tuple[str, ...]:
+    names = tuple(value) if isinstance(value, Iterable) else None
+    if names is None or not all(isinstance(name, str) for name in names):
+        raise TypeError(f"{option} must be a sequence of names, got {value!r}")
+    return names
+
+
+def _choice(option: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{option} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return str(value)
+
+
+def _flag(option: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{option} must be True or False, got {value!r}")
+    return value

@@ -1,0 +1,62 @@
+"""The ``parameters`` format: fvcore's ``parameter_count_table`` (name, #elements or shape)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import tabulate
+
+from torchtally import Analysis
+from torchtally_reporters.options import Options, parse_options
+from torchtally_reporters.stats import parameter_tree
+
+PARAMETERS_OPTIONS: Mapping[str, Any] = {"max_depth": 3, "units": "human"}
+HEADERS = ("name", "#elements or shape")
+# fvcore's units: one decimal, kept even when zero (0.1M, 23.5M, 1.0K).
+_UNITS = ((1e8, 1e9, "G"), (1e5, 1e6, "M"), (1e2, 1e3, "K"))
+
+
+def render_parameters(analysis: Analysis, **options: Any) -> str:
+    """Parameters of the model, its modules down to ``max_depth`` name levels, and their shapes."""
+    opts = parse_options("parameters", analysis, options, PARAMETERS_OPTIONS)
+    tree = parameter_tree(analysis)
+    rows = [("model", _size(tree.get("", 0), opts))]
+    rows += _rows(tree, analysis.param_shapes, opts)
+    # fvcore lets tabulate parse numbers, so an all-numeric column aligns as numbers there too.
+    text: str = tabulate.tabulate(rows, headers=HEADERS, tablefmt="pipe", preserve_whitespace=True)
+    return text
+
+
+def _rows(
+    tree: Mapping[str, int], shapes: Mapping[str, tuple[int, ...]], options: Options
+) -> list[tuple[str, str]]:
+    """Depth-first rows below the model; a parameter shows its shape, a module its size."""
+    children: dict[str, list[str]] = {}
+    for name in tree:
+        if name:
+            children.setdefault(name.rpartition(".")[0], []).append(name)
+    rows: list[tuple[str, str]] = []
+
+    def visit(name: str, level: int) -> None:
+        if options.max_depth is not None and level >= options.max_depth:
+            return
+        indent = " " * (level + 1)
+        for child in children.get(name, ()):
+            if child in shapes:
+                rows.append((indent + child, indent + str(shapes[child])))
+            else:
+                rows.append((indent + child, indent + _size(tree[child], options)))
+                visit(child, level + 1)
+
+    visit("", 0)
+    return rows
+
+
+def _size(count: int, options: Options) -> str:
+    if options.units == "raw":
+        return str(count)
+    for threshold, divisor, suffix in _UNITS:
+        if count > threshold:
+            return f"{count / divisor:.1f}{suffix}"
+    return str(count)

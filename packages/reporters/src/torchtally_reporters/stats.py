@@ -1,0 +1,63 @@
+"""The numbers every format shows: counts per module, the parameter tree, headings, number text."""
+
+from __future__ import annotations
+
+import math
+
+from torchtally import Analysis, format_count
+from torchtally_reporters.options import PARAMS, Options
+
+_TABLE_HEADERS = {"flops": "#flops", "activations": "#activations"}
+_ARCH_LABELS = {PARAMS: "#params", "flops": "#flops", "activations": "#acts"}
+_NAMES = {PARAMS: "parameters"}
+
+
+def table_header(metric: str, show_param_shapes: bool) -> str:
+    """The column heading mmengine's table gives `metric` (``#parameters or shape``, ``#flops``)."""
+    if metric == PARAMS:
+        return "#parameters or shape" if show_param_shapes else "#parameters"
+    return _TABLE_HEADERS.get(metric, f"#{metric}")
+
+
+def arch_label(metric: str) -> str:
+    """The label of `metric` in the module tree (``#params``, ``#flops``, ``#acts``)."""
+    return _ARCH_LABELS.get(metric, f"#{metric}")
+
+
+def plain_name(metric: str) -> str:
+    """`metric` in a sentence: ``parameters``, ``flops``, ``activations``."""
+    return _NAMES.get(metric, metric)
+
+
+def format_number(value: float, options: Options, digits: int = 3) -> str:
+    """`value` as the ``units`` option asks: ``0.44K`` (human) or ``440`` (raw)."""
+    return format_count(value, digits) if options.units == "human" else str(value)
+
+
+def parameter_tree(analysis: Analysis) -> dict[str, int]:
+    """Parameters under ``""``, every module prefix and every parameter name, as fvcore counts them.
+
+    Keys are in first-seen order while walking the parameters, which is the row order fvcore's and
+    mmengine's tables use.
+    """
+    tree: dict[str, int] = {}
+    for name, shape in analysis.param_shapes.items():
+        size = math.prod(shape)
+        parts = name.split(".")
+        for depth in range(len(parts) + 1):
+            prefix = ".".join(parts[:depth])
+            tree[prefix] = tree.get(prefix, 0) + size
+    return tree
+
+
+def metric_by_module(analysis: Analysis, metric: str, options: Options) -> dict[str, int]:
+    """Every module's count of `metric` (not parameters), in the flop unit asked for."""
+    scale = options.scale(metric)
+    return {name: count * scale for name, count in analysis.by_module(metric).items()}
+
+
+def model_total(analysis: Analysis, metric: str, options: Options) -> int:
+    """The whole model's count of `metric`, parameters included, in the flop unit asked for."""
+    if metric == PARAMS:
+        return analysis.params.get("", 0)
+    return analysis.total(metric) * options.scale(metric)

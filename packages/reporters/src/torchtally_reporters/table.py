@@ -1,0 +1,168 @@
+"""The ``table`` format: mmengine's complexity table, one row per module and parameter.
+
+The rows follow mmengine's rules. Parameter rows sit under their module, modules come in the order
+their parameters are first seen and parameter-less modules after them; a module whose counts are
+all zero is dropped unless a descendant is kept; a parent whose only remaining child has matching
+counts is merged into it (``neck.gap`` instead of ``neck`` then ``gap``); the columns of a module
+that was never called are left empty; ``max_depth`` counts printed levels below the model row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import tabulate
+
+from torchtally import Analysis
+from torchtally_reporters.options import PARAMS, Options, parse_options
+from torchtally_reporters.stats import format_number, metric_by_module, parameter_tree, table_header
+
+TABLE_OPTIONS: Mapping[str, Any] = {
+    "max_depth": 3,
+    "metrics": None,
+    "units": "human",
+    "flop_unit": "mac",
+    "show_param_shapes": True,
+}
+ROOT_LABEL = "model"
+
+Stats = dict[str, dict[str, int]]
+Cells = dict[str, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: its level below the model row, the name shown, text per metric."""
+
+    depth: int
+    name: str
+    cells: Mapping[str, str]
+
+
+def render_table(analysis: Analysis, **options: Any) -> str:
+    """mmengine's complexity table (``+---+`` grid, rows indented by level)."""
+    opts = parse_options("table", analysis, options, TABLE_OPTIONS)
+    body = [_indented(row, opts.metrics) for row in table_rows(analysis, opts)]
+    text: str = tabulate.tabulate(
+        body,
+        headers=column_headers(opts),
+        tablefmt="pretty",
+        stralign="left",
+        disable_numparse=True,
+        preserve_whitespace=True,
+    )
+    return text
+
+
+def column_headers(options: Options) -> list[str]:
+    return ["module", *(table_header(m, options.show_param_shapes) for m in options.metrics)]
+
+
+def _indented(row: Row, metrics: tuple[str, ...]) -> list[str]:
+    indent = " " * row.depth
+    return [indent + row.name, *(indent + row.cells[m] if m in row.cells else "" for m in metrics)]
+
+
+def table_rows(analysis: Analysis, options: Options) -> list[Row]:
+    """The rows of the table, in order, for the ``table`` and ``markdown`` formats."""
+    stats = drop_trivial(collect_stats(analysis, options))
+    cells = format_cells(stats, analysis, options)
+    if not options.show_param_shapes:
+        cells = {name: row for name, row in cells.items() if name not in analysis.param_shapes}
+    return tree_rows(cells, options.max_depth)
+
+
+def collect_stats(analysis: Analysis, options: Options) -> Stats:
+    """Counts per row name: parameter-tree entries first (in their order), then other modules."""
+    stats: Stats = {}
+    if PARAMS in options.metrics:
+        for name, count in parameter_tree(analysis).items():
+            stats[name] = {PARAMS: count}
+    for metric in options.metrics:
+        if metric != PARAMS:
+            for name, count in metric_by_module(analysis, metric, options).items():
+                stats.setdefault(name, {})[metric] = count
+    return stats
+
+
+def parent(name: str) -> str:
+    """The enclosing module's name (``""`` for the model)."""
+    return name.rpartition(".")[0]
+
+
+def drop_trivial(stats: Stats) -> Stats:
+    """Keep the model, rows with a non-zero count, and rows with a kept descendant."""
+    kept: set[str] = set()
+    for name in sorted(stats, key=lambda n: n.count(".") if n else -1, reverse=True):
+        if not name or name in kept or any(stats[name].values()):
+            kept.add(name)
+            if name:
+                kept.add(parent(name))
+    return {name: counts for name, counts in stats.items() if name in kept}
+
+
+def format_cells(stats: Stats, analysis: Analysis, options: Options) -> Cells:
+    """Counts as text; parameters show their shape; metrics of uncalled modules are left empty."""
+    uncalled = analysis.uncalled_modules
+    shapes = analysis.param_shapes
+    cells: Cells = {}
+    for name, counts in stats.items():
+        row = {metric: format_number(count, options) for metric, count in counts.items()}
+        if name in uncalled:
+            row.update({metric: "" for metric in row if metric != PARAMS})
+        if name in shapes:
+            row[PARAMS] = str(shapes[name])
+        cells[name] = row
+    return cells
+
+
+def tree_rows(cells: Cells, max_depth: int | None) -> list[Row]:
+    """Walk the name tree from the model down to `max_depth` levels, fast-forwarding chains."""
+    children = _children(cells)
+    root, root_cells = fast_forward("", cells, children)
+    prefix = f"{root}." if root else ""
+    rows = [Row(0, root or ROOT_LABEL, root_cells)]
+
+    def visit(name: str, depth: int) -> None:
+        if max_depth is not None and depth > max_depth:
+            return
+        for child in children.get(name, ()):
+            shown, shown_cells = fast_forward(child, cells, children)
+            rows.append(Row(depth, shown.removeprefix(prefix), shown_cells))
+            visit(shown, depth + 1)
+
+    visit(root, 1)
+    return rows
+
+
+def _children(cells: Cells) -> dict[str, list[str]]:
+    children: dict[str, list[str]] = {}
+    for name in cells:
+        if name and parent(name) in cells:
+            children.setdefault(parent(name), []).append(name)
+    return children
+
+
+def fast_forward(
+    name: str, cells: Cells, children: Mapping[str, list[str]]
+) -> tuple[str, dict[str, str]]:
+    """Merge `name` into its only child while their cells agree; the last name and merged cells."""
+    current = cells[name]
+    while len(children.get(name, ())) == 1:
+        child = children[name][0]
+        merged = combine(current, cells[child])
+        if merged is None:
+            break
+        name, current = child, merged
+    return name, current
+
+
+def combine(first: Mapping[str, str], second: Mapping[str, str]) -> dict[str, str] | None:
+    """One row for both, or None if they have different columns or differing non-empty cells."""
+    if first.keys() != second.keys():
+        return None
+    if any(first[k] and second[k] and first[k] != second[k] for k in first):
+        return None
+    return {k: first[k] or second[k] for k in first}
