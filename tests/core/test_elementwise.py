@@ -8,13 +8,11 @@ up anywhere, and standard CNNs are fully covered with element-wise counting on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchtally_testing import Fn
 
 import torchtally
 from torchtally.ops.catalog import NO_ARITHMETIC_OPS, POINTWISE_FLOPS, REDUCTION_FLOPS
@@ -32,17 +30,6 @@ POOL_OPS = {
     "aten::adaptive_max_pool3d",
 }
 ELEMENTWISE_ONLY = set(POINTWISE_FLOPS) | set(REDUCTION_FLOPS) | POOL_OPS
-
-
-class Fn(nn.Module):
-    """Wraps a functional call so it can be analysed like a model."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: Any) -> Any:
-        return self.fn(*args)
 
 
 @pytest.fixture(autouse=True)

@@ -15,28 +15,15 @@ Activations are the output elements of convolutions and matmuls, and 0 for norms
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchtally_testing import Fn
 
 import torchtally
 
 Shapes = tuple[tuple[int, ...], ...]
-
-
-class Fn(nn.Module):
-    """Wraps a functional call so it can be analysed like a model."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: Any) -> Any:
-        return self.fn(*args)
 
 
 @pytest.fixture(autouse=True)

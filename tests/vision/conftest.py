@@ -7,22 +7,10 @@ from typing import Any
 
 import pytest
 import torch
-from torch import nn
+from torchtally_testing import Fn
 
 import torchtally
 import torchtally_vision
-
-
-class Fn(nn.Module):
-    """A module whose forward calls `fn`: torchtally analyses modules, not functions."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: Any) -> Any:
-        return self.fn(*args)
-
 
 Tally = Callable[..., torchtally.Analysis]
 

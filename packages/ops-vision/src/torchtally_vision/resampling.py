@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from torchtally.handlers import HandlerSet
-from torchtally.ops._shapes import first_input, first_output
+from torchtally.ops.common import first_input, first_output, no_activations
 from torchtally.records import OpCall
 
 NEAREST = 1
@@ -90,19 +90,15 @@ def affine_grid_flops(call: OpCall) -> dict[str, int]:
     return {AFFINE_GRID_NAME: (out.shape[-1] + 1) * out.numel}
 
 
-def _no_activations(call: OpCall) -> int:
-    return 0
-
-
 def register(handlers: HandlerSet) -> None:
     for op in UPSAMPLE_TAPS:
         handlers.add("flops", op, upsample_flops)
-        handlers.add("activations", op, _no_activations)
+        handlers.add("activations", op, no_activations)
     for op in ANTIALIAS_TAPS:
         handlers.add("flops", op, antialias_flops)
-        handlers.add("activations", op, _no_activations)
+        handlers.add("activations", op, no_activations)
     for op in GRID_SAMPLERS:
         handlers.add("flops", op, grid_sampler_flops)
-        handlers.add("activations", op, lambda call: {GRID_SAMPLER_NAME: 0})
+        handlers.add("activations", op, no_activations)
     handlers.add("flops", "aten::affine_grid_generator", affine_grid_flops)
     handlers.add("activations", "aten::affine_grid_generator", lambda call: {AFFINE_GRID_NAME: 0})

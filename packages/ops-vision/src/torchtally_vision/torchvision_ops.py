@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from torchtally.handlers import CountOptions, HandlerSet
-from torchtally.ops._shapes import first_output
+from torchtally.ops.common import first_output, no_activations
 from torchtally.records import OpCall, TensorMeta
 
 BILINEAR = 4  # multiply-adds of one bilinear read: 4 weighted corners
@@ -108,10 +108,6 @@ def deform_conv2d_activations(call: OpCall) -> dict[str, int]:
     return {short_name(call): first_output(call).numel}
 
 
-def _no_activations(call: OpCall) -> dict[str, int]:
-    return {short_name(call): 0}
-
-
 ROI_ALIGNS = ("torchvision::roi_align", "torchvision::ps_roi_align")
 ROI_POOLS = ("torchvision::roi_pool", "torchvision::ps_roi_pool")
 
@@ -119,11 +115,11 @@ ROI_POOLS = ("torchvision::roi_pool", "torchvision::ps_roi_pool")
 def register(handlers: HandlerSet) -> None:
     for op in ROI_ALIGNS:
         handlers.add("flops", op, roi_align_flops)
-        handlers.add("activations", op, _no_activations)
+        handlers.add("activations", op, no_activations)
     for op in ROI_POOLS:
         handlers.add("flops", op, roi_pool_flops)
-        handlers.add("activations", op, _no_activations)
+        handlers.add("activations", op, no_activations)
     handlers.add("flops", "torchvision::deform_conv2d", deform_conv2d_flops)
     handlers.add("activations", "torchvision::deform_conv2d", deform_conv2d_activations)
     handlers.add("flops", "torchvision::nms", nms_flops)
-    handlers.add("activations", "torchvision::nms", _no_activations)
+    handlers.add("activations", "torchvision::nms", no_activations)

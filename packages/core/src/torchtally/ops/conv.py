@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from torchtally.handlers import HandlerSet
-from torchtally.ops._shapes import output_numel
+from torchtally.ops.common import output_numel
 from torchtally.records import OpCall
 
 

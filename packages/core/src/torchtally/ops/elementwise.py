@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from torchtally.handlers import CountOptions, HandlerSet
-from torchtally.ops._shapes import first_input, first_output
 from torchtally.ops.catalog import (
     GELU_TANH_FLOPS,
     NO_ARITHMETIC_OPS,
     POINTWISE_FLOPS,
     REDUCTION_FLOPS,
 )
+from torchtally.ops.common import first_input, first_output, no_activations
 from torchtally.records import OpCall
 
 # Pointwise ops these functions issue belong to them: nn.Linear adds its bias separately when
@@ -45,17 +45,13 @@ def reduction_flops(call: OpCall, options: CountOptions) -> Any:
     return REDUCTION_FLOPS[call.op] * first_input(call).numel
 
 
-def _no_activations(call: OpCall) -> int:
-    return 0
-
-
 def register(handlers: HandlerSet) -> None:
     handlers.ignore(*NO_ARITHMETIC_OPS)
     for op in POINTWISE_FLOPS:
         handlers.add("flops", op, pointwise_flops)
-        handlers.add("activations", op, _no_activations)
+        handlers.add("activations", op, no_activations)
     for op in ("aten::gelu", "aten::gelu_"):
         handlers.add("flops", op, gelu_flops)
     for op in REDUCTION_FLOPS:
         handlers.add("flops", op, reduction_flops)
-        handlers.add("activations", op, _no_activations)
+        handlers.add("activations", op, no_activations)

@@ -7,7 +7,7 @@ these counts them (fvcore's convention: ``prod(a.shape) * b.shape[-1]``).
 from __future__ import annotations
 
 from torchtally.handlers import HandlerSet
-from torchtally.ops._shapes import output_numel
+from torchtally.ops.common import output_numel
 from torchtally.records import OpCall, TensorMeta
 
 

@@ -7,9 +7,8 @@ computes statistics first: 4 per element, 5 with affine. Layer and group norm: 4
 
 from __future__ import annotations
 
-from typing import Any
-
 from torchtally.handlers import HandlerSet
+from torchtally.ops.common import no_activations
 from torchtally.records import OpCall, TensorMeta
 
 TRAINING_BATCH_NORMS = (
@@ -42,10 +41,6 @@ def _no_update_batch_norm(call: OpCall) -> int:
     return _norm(call, training=call.arguments.get("running_mean") is None)
 
 
-def _zero(call: Any) -> int:
-    return 0
-
-
 def register(handlers: HandlerSet) -> None:
     for op in TRAINING_BATCH_NORMS:
         handlers.add("flops", op, _batch_norm)
@@ -63,7 +58,7 @@ def register(handlers: HandlerSet) -> None:
         + STATISTIC_NORMS
     )
     for op in every_norm:
-        handlers.add("activations", op, _zero)
+        handlers.add("activations", op, no_activations)
     handlers.name_functions(
         {
             "batch_norm": "batch_norm",

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from torchtally.handlers import CountOptions, HandlerSet
+from torchtally.ops.common import no_activations
 from torchtally.ops.elementwise import reduction_flops
 from torchtally.records import OpCall, TensorMeta
 
@@ -64,13 +65,13 @@ def _mean(call: OpCall, options: CountOptions) -> Any:
 def register(handlers: HandlerSet) -> None:
     for op in WINDOW_POOLS:
         handlers.add("flops", op, _window_flops)
-        handlers.add("activations", op, lambda call: 0)
+        handlers.add("activations", op, no_activations)
     for op in ADAPTIVE_MAX_POOLS:
         handlers.add("flops", op, _adaptive_max_flops)
-        handlers.add("activations", op, lambda call: 0)
+        handlers.add("activations", op, no_activations)
     for op in ("aten::_adaptive_avg_pool2d", "aten::_adaptive_avg_pool3d"):
         handlers.add("flops", op, _input_elements)
-        handlers.add("activations", op, lambda call: 0)
+        handlers.add("activations", op, no_activations)
     handlers.add("flops", "aten::mean", _mean)
-    handlers.add("activations", "aten::mean", lambda call: 0)
+    handlers.add("activations", "aten::mean", no_activations)
     handlers.name_functions(ADAPTIVE_AVG_POOL_FUNCTIONS)

@@ -1,4 +1,4 @@
-"""Small helpers handlers share to read recorded calls."""
+"""Helpers handlers share (core's and plugins'): reading recorded calls, zero activations."""
 
 from __future__ import annotations
 
@@ -22,3 +22,8 @@ def first_input(call: OpCall) -> TensorMeta:
 def output_numel(call: OpCall) -> int:
     """Elements of the first output: the activations of a convolution or matmul."""
     return first_output(call).numel
+
+
+def no_activations(call: OpCall) -> int:
+    """Activations are the outputs of convolutions and matmuls: every other op produces none."""
+    return 0
