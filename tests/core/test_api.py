@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -182,3 +183,22 @@ def test_cli_errors_have_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert "torchvision has no model 'no_such_net'" in capsys.readouterr().err
     assert main(["plugins"]) == 0
     assert "torchtally.core (torchtally-core" in capsys.readouterr().out
+
+
+def test_save_writes_the_format_of_the_suffix(tmp_path: Path) -> None:
+    analysis = torchtally.analyze(nn.Linear(4, 3), torch.randn(2, 4))
+    saved = analysis.save(tmp_path / "report.json")
+    assert json.loads(saved.read_text())["metrics"]["flops"]["total"] == 24
+    assert analysis.save(tmp_path / "report.md").read_text().startswith("**Totals:**")
+    table = analysis.save(tmp_path / "report.txt", max_depth=1).read_text()
+    assert table == analysis.render("table", max_depth=1) + "\n"
+
+
+def test_cli_writes_the_output_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "resnet.md"
+    code = main(["torchvision:resnet18", "--shape", "64", "--format", "markdown", "-o", str(out)])
+    assert code == 0
+    assert "wrote markdown report to" in capsys.readouterr().out
+    assert "| `model`" in out.read_text()
+    assert main(["torchvision:resnet18", "--shape", "64", "--format", "nope"]) == EXIT_USAGE
+    assert "unknown output format 'nope'; installed formats:" in capsys.readouterr().err

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -138,6 +140,15 @@ class Analysis:
         from torchtally.reporting import render
 
         return render(self, format, **options)
+
+    def save(self, path: str | os.PathLike[str], format: str | None = None, **options: Any) -> Path:
+        """Write `render(format, **options)` to `path`; the format defaults from the suffix
+        (``.json`` json, ``.md`` markdown, anything else table)."""
+        target = Path(path)
+        if format is None:
+            format = {".json": "json", ".md": "markdown"}.get(target.suffix, "table")
+        target.write_text(self.render(format, **options) + "\n", encoding="utf-8")
+        return target
 
     def to_dict(self) -> dict[str, Any]:
         """Every number this analysis holds, as JSON-ready plain data with a stable key order."""

@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--format", default="table", help="output format (default: table)")
     parser.add_argument("--max-depth", type=int, default=3, help="module depth shown (default 3)")
-    parser.add_argument("--output", type=Path, help="write the report to this file")
+    parser.add_argument("-o", "--output", type=Path, help="write the report to this file")
     return parser
 
 
@@ -162,7 +162,7 @@ def run(argv: Sequence[str] | None = None) -> str:
     if args.format == "table":
         text = f"{summary(analysis, shape)}\n{text}"
     if args.output is not None:
-        args.output.write_text(text + "\n")
+        args.output.write_text(text + "\n", encoding="utf-8")
         return f"wrote {args.format} report to {args.output}"
     return text
 
