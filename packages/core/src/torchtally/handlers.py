@@ -171,6 +171,12 @@ class HandlerSet:
             self.ops.setdefault(metric, {})[op] = with_options(handler)
             self.ignored.get(metric, set()).discard(op)
 
+    def add_ops(self, ops: str | Iterable[str], **by_metric: OpHandler | None) -> None:
+        """One handler per metric for each op: ``add_ops(POOLS, flops=f, activations=g)``."""
+        for op in [ops] if isinstance(ops, str) else ops:
+            for metric, handler in by_metric.items():
+                self.add(metric, op, handler)
+
     def handler(self, *ops: str, metric: str = "flops") -> Callable[[F], F]:
         """Decorator: ``@handlers.handler("mylib::op", metric="flops")``."""
 

@@ -91,14 +91,9 @@ def affine_grid_flops(call: OpCall) -> dict[str, int]:
 
 
 def register(handlers: HandlerSet) -> None:
-    for op in UPSAMPLE_TAPS:
-        handlers.add("flops", op, upsample_flops)
-        handlers.add("activations", op, no_activations)
-    for op in ANTIALIAS_TAPS:
-        handlers.add("flops", op, antialias_flops)
-        handlers.add("activations", op, no_activations)
-    for op in GRID_SAMPLERS:
-        handlers.add("flops", op, grid_sampler_flops)
-        handlers.add("activations", op, no_activations)
-    handlers.add("flops", "aten::affine_grid_generator", affine_grid_flops)
-    handlers.add("activations", "aten::affine_grid_generator", lambda call: {AFFINE_GRID_NAME: 0})
+    handlers.add_ops(UPSAMPLE_TAPS, flops=upsample_flops, activations=no_activations)
+    handlers.add_ops(ANTIALIAS_TAPS, flops=antialias_flops, activations=no_activations)
+    handlers.add_ops(GRID_SAMPLERS, flops=grid_sampler_flops, activations=no_activations)
+    handlers.add_ops(
+        "aten::affine_grid_generator", flops=affine_grid_flops, activations=no_activations
+    )

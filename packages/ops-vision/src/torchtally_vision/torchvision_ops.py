@@ -113,13 +113,11 @@ ROI_POOLS = ("torchvision::roi_pool", "torchvision::ps_roi_pool")
 
 
 def register(handlers: HandlerSet) -> None:
-    for op in ROI_ALIGNS:
-        handlers.add("flops", op, roi_align_flops)
-        handlers.add("activations", op, no_activations)
-    for op in ROI_POOLS:
-        handlers.add("flops", op, roi_pool_flops)
-        handlers.add("activations", op, no_activations)
-    handlers.add("flops", "torchvision::deform_conv2d", deform_conv2d_flops)
-    handlers.add("activations", "torchvision::deform_conv2d", deform_conv2d_activations)
-    handlers.add("flops", "torchvision::nms", nms_flops)
-    handlers.add("activations", "torchvision::nms", no_activations)
+    handlers.add_ops(ROI_ALIGNS, flops=roi_align_flops, activations=no_activations)
+    handlers.add_ops(ROI_POOLS, flops=roi_pool_flops, activations=no_activations)
+    handlers.add_ops(
+        "torchvision::deform_conv2d",
+        flops=deform_conv2d_flops,
+        activations=deform_conv2d_activations,
+    )
+    handlers.add_ops("torchvision::nms", flops=nms_flops, activations=no_activations)

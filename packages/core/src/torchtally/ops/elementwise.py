@@ -47,11 +47,6 @@ def reduction_flops(call: OpCall, options: CountOptions) -> Any:
 
 def register(handlers: HandlerSet) -> None:
     handlers.ignore(*NO_ARITHMETIC_OPS)
-    for op in POINTWISE_FLOPS:
-        handlers.add("flops", op, pointwise_flops)
-        handlers.add("activations", op, no_activations)
-    for op in ("aten::gelu", "aten::gelu_"):
-        handlers.add("flops", op, gelu_flops)
-    for op in REDUCTION_FLOPS:
-        handlers.add("flops", op, reduction_flops)
-        handlers.add("activations", op, no_activations)
+    handlers.add_ops(POINTWISE_FLOPS, flops=pointwise_flops, activations=no_activations)
+    handlers.add_ops(("aten::gelu", "aten::gelu_"), flops=gelu_flops)
+    handlers.add_ops(REDUCTION_FLOPS, flops=reduction_flops, activations=no_activations)

@@ -38,8 +38,7 @@ def register(handlers: HandlerSet) -> None:
         "aten::vdot": lambda call: _mv(call, "self"),
     }
     for op, handler in flops.items():
-        handlers.add("flops", op, handler)
-        handlers.add("activations", op, output_numel)
+        handlers.add_ops(op, flops=handler, activations=output_numel)
     handlers.name_functions(
         {
             "linear": "linear",

@@ -42,14 +42,12 @@ def _no_update_batch_norm(call: OpCall) -> int:
 
 
 def register(handlers: HandlerSet) -> None:
-    for op in TRAINING_BATCH_NORMS:
-        handlers.add("flops", op, _batch_norm)
-    for op in EVAL_BATCH_NORMS:
-        handlers.add("flops", op, lambda call: _norm(call, training=False))
-    for op in NO_UPDATE_BATCH_NORMS:
-        handlers.add("flops", op, _no_update_batch_norm)
-    for op in UPDATING_BATCH_NORMS + STATISTIC_NORMS:
-        handlers.add("flops", op, lambda call: _norm(call, training=True))
+    handlers.add_ops(TRAINING_BATCH_NORMS, flops=_batch_norm)
+    handlers.add_ops(EVAL_BATCH_NORMS, flops=lambda call: _norm(call, training=False))
+    handlers.add_ops(NO_UPDATE_BATCH_NORMS, flops=_no_update_batch_norm)
+    handlers.add_ops(
+        UPDATING_BATCH_NORMS + STATISTIC_NORMS, flops=lambda call: _norm(call, training=True)
+    )
     every_norm = (
         TRAINING_BATCH_NORMS
         + EVAL_BATCH_NORMS
@@ -57,8 +55,7 @@ def register(handlers: HandlerSet) -> None:
         + UPDATING_BATCH_NORMS
         + STATISTIC_NORMS
     )
-    for op in every_norm:
-        handlers.add("activations", op, no_activations)
+    handlers.add_ops(every_norm, activations=no_activations)
     handlers.name_functions(
         {
             "batch_norm": "batch_norm",

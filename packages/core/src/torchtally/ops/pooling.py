@@ -63,15 +63,9 @@ def _mean(call: OpCall, options: CountOptions) -> Any:
 
 
 def register(handlers: HandlerSet) -> None:
-    for op in WINDOW_POOLS:
-        handlers.add("flops", op, _window_flops)
-        handlers.add("activations", op, no_activations)
-    for op in ADAPTIVE_MAX_POOLS:
-        handlers.add("flops", op, _adaptive_max_flops)
-        handlers.add("activations", op, no_activations)
-    for op in ("aten::_adaptive_avg_pool2d", "aten::_adaptive_avg_pool3d"):
-        handlers.add("flops", op, _input_elements)
-        handlers.add("activations", op, no_activations)
-    handlers.add("flops", "aten::mean", _mean)
-    handlers.add("activations", "aten::mean", no_activations)
+    handlers.add_ops(WINDOW_POOLS, flops=_window_flops, activations=no_activations)
+    handlers.add_ops(ADAPTIVE_MAX_POOLS, flops=_adaptive_max_flops, activations=no_activations)
+    adaptive_avg_pools = ("aten::_adaptive_avg_pool2d", "aten::_adaptive_avg_pool3d")
+    handlers.add_ops(adaptive_avg_pools, flops=_input_elements, activations=no_activations)
+    handlers.add_ops("aten::mean", flops=_mean, activations=no_activations)
     handlers.name_functions(ADAPTIVE_AVG_POOL_FUNCTIONS)
