@@ -161,15 +161,14 @@ class HandlerSet:
 
     def add(self, metric: str, op: str, handler: OpHandler | None) -> None:
         """Count `op` for `metric` with `handler`; None ignores the op for that metric."""
-        check_op_name(op)
         if handler is None:
-            self.ignored.setdefault(metric, set()).add(op)
-            self.ops.get(metric, {}).pop(op, None)
-        else:
-            if not callable(handler):
-                raise TypeError(f"the handler for {op} must be callable or None, got {handler!r}")
-            self.ops.setdefault(metric, {})[op] = with_options(handler)
-            self.ignored.get(metric, set()).discard(op)
+            self.ignore(op, metric=metric)
+            return
+        check_op_name(op)
+        if not callable(handler):
+            raise TypeError(f"the handler for {op} must be callable or None, got {handler!r}")
+        self.ops.setdefault(metric, {})[op] = with_options(handler)
+        self.ignored.get(metric, set()).discard(op)
 
     def add_ops(self, ops: str | Iterable[str], **by_metric: OpHandler | None) -> None:
         """One handler per metric for each op: ``add_ops(POOLS, flops=f, activations=g)``."""
@@ -194,10 +193,16 @@ class HandlerSet:
         return self.handler(*ops, metric="activations")
 
     def ignore(self, *ops: str, metric: str = ALL_METRICS) -> None:
-        """Ops that do no arithmetic: never counted, never reported as unsupported."""
+        """Ops that do no arithmetic: never counted, never reported as unsupported.
+
+        Ignoring an op drops this set's handler for it (for every metric with `ALL_METRICS`).
+        """
+        tables = self.ops.values() if metric == ALL_METRICS else [self.ops.get(metric, {})]
         for op in ops:
             check_op_name(op)
             self.ignored.setdefault(metric, set()).add(op)
+            for table in tables:
+                table.pop(op, None)
 
     def module(self, module_type: type[nn.Module] | str, metric: str = "flops") -> Callable[[F], F]:
         """Decorator for a module handler: counts a whole module call; its inner ops are skipped."""

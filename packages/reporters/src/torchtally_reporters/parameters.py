@@ -9,7 +9,6 @@ import tabulate
 
 from torchtally import Analysis
 from torchtally_reporters.options import Options, parse_options
-from torchtally_reporters.stats import parameter_tree
 
 PARAMETERS_OPTIONS: Mapping[str, Any] = {"max_depth": 3, "units": "human"}
 HEADERS = ("name", "#elements or shape")
@@ -20,7 +19,7 @@ _UNITS = ((1e8, 1e9, "G"), (1e5, 1e6, "M"), (1e2, 1e3, "K"))
 def render_parameters(analysis: Analysis, **options: Any) -> str:
     """Parameters of the model, its modules down to ``max_depth`` name levels, and their shapes."""
     opts = parse_options("parameters", analysis, options, PARAMETERS_OPTIONS)
-    tree = parameter_tree(analysis)
+    tree = analysis.params
     rows = [("model", _size(tree.get("", 0), opts))]
     rows += _rows(tree, analysis.param_shapes, opts)
     # fvcore lets tabulate parse numbers, so an all-numeric column aligns as numbers there too.

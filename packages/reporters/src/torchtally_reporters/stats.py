@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from torchtally import Analysis, format_count
 from torchtally_reporters.options import PARAMS, Options
 
@@ -32,22 +30,6 @@ def plain_name(metric: str) -> str:
 def format_number(value: float, options: Options, digits: int = 3) -> str:
     """`value` as the ``units`` option asks: ``0.44K`` (human) or ``440`` (raw)."""
     return format_count(value, digits) if options.units == "human" else str(value)
-
-
-def parameter_tree(analysis: Analysis) -> dict[str, int]:
-    """Parameters under ``""``, every module prefix and every parameter name, as fvcore counts them.
-
-    Keys are in first-seen order while walking the parameters, which is the row order fvcore's and
-    mmengine's tables use.
-    """
-    tree: dict[str, int] = {}
-    for name, shape in analysis.param_shapes.items():
-        size = math.prod(shape)
-        parts = name.split(".")
-        for depth in range(len(parts) + 1):
-            prefix = ".".join(parts[:depth])
-            tree[prefix] = tree.get(prefix, 0) + size
-    return tree
 
 
 def metric_by_module(analysis: Analysis, metric: str, options: Options) -> dict[str, int]:

@@ -17,7 +17,7 @@ import tabulate
 
 from torchtally import Analysis
 from torchtally_reporters.options import PARAMS, Options, parse_options
-from torchtally_reporters.stats import format_number, metric_by_module, parameter_tree, table_header
+from torchtally_reporters.stats import format_number, metric_by_module, table_header
 
 TABLE_OPTIONS: Mapping[str, Any] = {
     "max_depth": 3,
@@ -78,7 +78,7 @@ def collect_stats(analysis: Analysis, options: Options) -> Stats:
     """Counts per row name: parameter-tree entries first (in their order), then other modules."""
     stats: Stats = {}
     if PARAMS in options.metrics:
-        for name, count in parameter_tree(analysis).items():
+        for name, count in analysis.params.items():
             stats[name] = {PARAMS: count}
     for metric in options.metrics:
         if metric != PARAMS:
