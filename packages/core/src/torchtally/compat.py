@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 from torch import nn
 
 from torchtally.analysis import Analysis
-from torchtally.api import build_inputs, log_unsupported, registry_with
+from torchtally.api import log_unsupported, registry_with
 from torchtally.handlers import (
     CountOptions,
     HandlerRegistry,
@@ -23,6 +23,7 @@ from torchtally.handlers import (
     OpHandler,
     ignoring_only,
 )
+from torchtally.inputs import build_inputs
 from torchtally.params import parameter_count, parameter_shapes
 from torchtally.records import Trace
 from torchtally.tracer import module_tree, run_traced
