@@ -71,7 +71,7 @@ class ModelGuard:
 
 
 def _replace(target: dict[Any, Any], saved: dict[Any, Any]) -> None:
-    if target != saved or list(target) != list(saved):
+    if list(target) != list(saved) or any(target[k] is not v for k, v in saved.items()):
         target.clear()
         target.update(saved)
 
