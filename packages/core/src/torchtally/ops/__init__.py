@@ -7,13 +7,13 @@ numbers in papers that used them; docs/conventions.md lists every formula.
 from __future__ import annotations
 
 from torchtally.handlers import HandlerSet
-from torchtally.ops import conv, elementwise, matmul, norm, pooling
+from torchtally.ops import backward, conv, elementwise, matmul, norm, pooling
 from torchtally.plugins import hookimpl
 
 handlers = HandlerSet()
 # Order matters only where one op appears twice: pooling's aten::mean (adaptive average
 # pooling) refines elementwise's generic reduction rule, so it registers last.
-for module in (elementwise, matmul, conv, norm, pooling):
+for module in (elementwise, matmul, conv, norm, pooling, backward):
     module.register(handlers)
 
 
