@@ -34,8 +34,8 @@ class Analysis:
     params: Mapping[str, int] = field(repr=False)
     param_shapes: Mapping[str, tuple[int, ...]] = field(repr=False)
     strict: bool = False
-    _counts: Mapping[str, Mapping[str, Counter[str]]] = field(init=False, repr=False)
-    _unsupported: Mapping[str, Mapping[str, Counter[str]]] = field(init=False, repr=False)
+    _counts: Mapping[str | None, Tables] = field(init=False, repr=False)
+    _unsupported: Mapping[str | None, Tables] = field(init=False, repr=False)
     handler_failures: tuple[HandlerFailure, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -43,34 +43,55 @@ class Analysis:
         counts = count_trace(
             self.trace, self.registry, self.options, self.metrics, self.ancestor_mode, self.strict
         )
-        object.__setattr__(self, "_counts", _freeze(counts.counts))
-        object.__setattr__(self, "_unsupported", _freeze(counts.unsupported))
+        object.__setattr__(self, "_counts", _by_phase(counts.counts))
+        object.__setattr__(self, "_unsupported", _by_phase(counts.unsupported))
         object.__setattr__(self, "handler_failures", tuple(counts.failures))
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
         object.__setattr__(self, "param_shapes", MappingProxyType(dict(self.param_shapes)))
 
     # --- queries -------------------------------------------------------------------------------
 
-    def total(self, metric: str = "flops", module: str = "") -> int:
+    # Every query takes `phase`: "forward", "backward" (when analysed with backward=True), or
+    # None for the sum of the phases that ran.
+
+    def total(self, metric: str = "flops", module: str = "", phase: str | None = None) -> int:
         """The count of `metric` for `module` (the whole model by default)."""
-        return sum(self._table(self._counts, metric)[self.canonical_module_name(module)].values())
+        table = self._table(self._counts, metric, phase)
+        return sum(table[self.canonical_module_name(module)].values())
 
-    def by_module(self, metric: str = "flops") -> dict[str, int]:
+    def by_module(self, metric: str = "flops", phase: str | None = None) -> dict[str, int]:
         """Every module's count, in module order (modules without any count give 0)."""
-        return {name: sum(ops.values()) for name, ops in self._table(self._counts, metric).items()}
+        table = self._table(self._counts, metric, phase)
+        return {name: sum(ops.values()) for name, ops in table.items()}
 
-    def by_operator(self, metric: str = "flops", module: str = "") -> dict[str, int]:
+    def by_operator(
+        self, metric: str = "flops", module: str = "", phase: str | None = None
+    ) -> dict[str, int]:
         """The counts of `module` per operator name (fvcore's names: conv, linear, matmul, ...)."""
-        table = self._table(self._counts, metric)
+        table = self._table(self._counts, metric, phase)
         return dict(table[self.canonical_module_name(module)])
 
-    def by_module_and_operator(self, metric: str = "flops") -> dict[str, dict[str, int]]:
-        return {name: dict(ops) for name, ops in self._table(self._counts, metric).items()}
+    def by_module_and_operator(
+        self, metric: str = "flops", phase: str | None = None
+    ) -> dict[str, dict[str, int]]:
+        return {name: dict(ops) for name, ops in self._table(self._counts, metric, phase).items()}
 
-    def unsupported_ops(self, metric: str = "flops", module: str = "") -> dict[str, int]:
+    def unsupported_ops(
+        self, metric: str = "flops", module: str = "", phase: str | None = None
+    ) -> dict[str, int]:
         """Ops that did arithmetic but had no handler for `metric`, with how often they ran."""
-        table = self._table(self._unsupported, metric)
+        table = self._table(self._unsupported, metric, phase)
         return dict(table[self.canonical_module_name(module)])
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """``("forward",)``, or ``("forward", "backward")`` when the backward pass was analysed."""
+        return tuple(phase for phase in self._counts if phase is not None)
+
+    @property
+    def mode(self) -> str:
+        """How the model ran: ``"real"``, ``"fake"`` or ``"meta"``."""
+        return self.trace.mode
 
     @property
     def uncalled_modules(self) -> frozenset[str]:
@@ -177,7 +198,7 @@ class Analysis:
                     "unsupported_ops": _sorted(self.unsupported_ops(metric)),
                     "unsupported_ops_by_module": {
                         name: _sorted(ops)
-                        for name, ops in self._table(self._unsupported, metric).items()
+                        for name, ops in self._table(self._unsupported, metric, None).items()
                         if ops
                     },
                 }
@@ -193,22 +214,61 @@ class Analysis:
                 for name, info in self.modules.items()
             },
             "uncalled_modules": sorted(self.uncalled_modules),
+            **({"phases": self._phases_dict()} if len(self.phases) > 1 else {}),
             "handler_failures": [str(f) for f in self.handler_failures],
         }
 
+    def _phases_dict(self) -> dict[str, Any]:
+        """Per phase and metric: total, by_module and by_operator (only with a backward pass)."""
+        return {
+            phase: {
+                metric: {
+                    "total": self.total(metric, phase=phase),
+                    "by_module": self.by_module(metric, phase=phase),
+                    "by_operator": _sorted(self.by_operator(metric, phase=phase)),
+                    "unsupported_ops": _sorted(self.unsupported_ops(metric, phase=phase)),
+                }
+                for metric in self.metrics
+            }
+            for phase in self.phases
+        }
+
     def _table(
-        self, tables: Mapping[str, Mapping[str, Counter[str]]], metric: str
+        self, tables: Mapping[str | None, Tables], metric: str, phase: str | None
     ) -> Mapping[str, Counter[str]]:
+        if phase not in tables:
+            raise KeyError(
+                f"this analysis has no phase {phase!r}; it ran {', '.join(self.phases)} "
+                "(analyse with backward=True to count the backward pass)"
+            )
         try:
-            return tables[metric]
+            return tables[phase][metric]
         except KeyError:
             raise KeyError(
                 f"this analysis has no metric {metric!r}; it counted {', '.join(self.metrics)}"
             ) from None
 
 
-def _freeze(tables: dict[str, dict[str, Counter[str]]]) -> Mapping[str, Mapping[str, Counter[str]]]:
-    return MappingProxyType({m: MappingProxyType(dict(t)) for m, t in tables.items()})
+Tables = Mapping[str, Mapping[str, Counter[str]]]  # metric -> module -> operator -> count
+
+
+def _by_phase(tables: dict[str, dict[str, dict[str, Counter[str]]]]) -> Mapping[str | None, Tables]:
+    """Freeze per-phase tables and add their sum under the phase None."""
+    frozen: dict[str | None, Tables] = {
+        phase: MappingProxyType({m: MappingProxyType(t) for m, t in metrics.items()})
+        for phase, metrics in tables.items()
+    }
+    if len(tables) == 1:
+        frozen[None] = next(iter(frozen.values()))
+        return MappingProxyType(frozen)
+    summed: dict[str, dict[str, Counter[str]]] = {}
+    for metrics in tables.values():
+        for metric, table in metrics.items():
+            target = summed.setdefault(metric, {})
+            for module, ops in table.items():
+                target.setdefault(module, Counter()).update(ops)
+    frozen[None] = MappingProxyType({m: MappingProxyType(t) for m, t in summed.items()})
+    return MappingProxyType(frozen)
 
 
 def _sorted(counts: Mapping[str, Any]) -> dict[str, Any]:

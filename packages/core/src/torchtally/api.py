@@ -9,12 +9,13 @@ from typing import Any, TypeVar
 from torch import nn
 
 from torchtally.analysis import Analysis
+from torchtally.fake import check_mode, is_meta_model
 from torchtally.handlers import METRICS, CountOptions, HandlerRegistry, HandlerSet, OpHandler
 from torchtally.inputs import build_inputs
 from torchtally.params import parameter_count, parameter_shapes
 from torchtally.plugins import handler_registry
 from torchtally.records import Trace
-from torchtally.tracer import run_traced
+from torchtally.tracer import LossFn, TraceError, run_traced
 
 logger = logging.getLogger("torchtally")
 
@@ -47,10 +48,46 @@ def trace(
     *,
     input_shape: tuple[Any, ...] | None = None,
     kwargs: Mapping[str, Any] | None = None,
+    mode: str = "auto",
+    backward: bool = False,
+    loss_fn: LossFn | None = None,
 ) -> Trace:
-    """Run the model once and return every op it ran (``.ops``) with its module scope."""
+    """Run the model once and return every op it ran (``.ops``) with its module scope.
+
+    Arguments as for `analyze`; ``trace.mode`` says which mode ran.
+    """
+    check_mode(mode)
     args, keyword = build_inputs(model, inputs, input_shape, kwargs)
-    return run_traced(model, args, keyword)
+    if mode == "auto":
+        return _trace_auto(model, args, keyword, backward, loss_fn)
+    if mode == "real" and is_meta_model(model):
+        raise ValueError(
+            "mode='real' cannot run a model whose weights are on the meta device: "
+            "use mode='meta' (or 'auto'), which counts from shapes alone"
+        )
+    return run_traced(model, args, keyword, mode=mode, backward=backward, loss_fn=loss_fn)
+
+
+def _trace_auto(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    backward: bool,
+    loss_fn: LossFn | None,
+) -> Trace:
+    """Fake tensors where they suffice; the real model when an op needs real data."""
+    if is_meta_model(model):
+        return run_traced(model, args, kwargs, mode="meta", backward=backward, loss_fn=loss_fn)
+    try:
+        return run_traced(model, args, kwargs, mode="fake", backward=backward, loss_fn=loss_fn)
+    except TraceError as error:
+        reason = f"op {error.failed_op} needs real data" if error.failed_op else str(error)
+        logger.warning(
+            "fake tensors could not run this model (%s); running it for real instead (pass "
+            "mode='real' to skip the attempt)",
+            reason.splitlines()[0],
+        )
+    return run_traced(model, args, kwargs, mode="real", backward=backward, loss_fn=loss_fn)
 
 
 def registry_with(handlers: Handlers = None) -> HandlerRegistry:
@@ -69,6 +106,9 @@ def analyze(
     *,
     input_shape: tuple[Any, ...] | None = None,
     kwargs: Mapping[str, Any] | None = None,
+    mode: str = "auto",
+    backward: bool = False,
+    loss_fn: LossFn | None = None,
     handlers: Handlers = None,
     elementwise: bool = False,
     options: Mapping[str, Any] | None = None,
@@ -79,19 +119,33 @@ def analyze(
 ) -> Analysis:
     """Analyse `model` on `inputs`: parameters, and flops and activations per module and operator.
 
-    The model runs once, under ``torch.no_grad()``, and is left exactly as it was.
+    The model runs once (forward under ``torch.no_grad()`` unless `backward`) and is left exactly
+    as it was.
 
     :param inputs: a tensor, a tuple of positional arguments, or a dict of keyword arguments.
     :param input_shape: instead of inputs, mmengine-style shapes without the batch dimension.
+    :param mode: ``"real"`` runs the model as given; ``"fake"`` runs it on fake tensors (shapes
+        only: no real memory or compute); ``"meta"`` is for a model built on the meta device;
+        ``"auto"`` picks meta or fake, and falls back to real when an op needs real data.
+    :param backward: also run the backward pass and count it (``phase="backward"`` in queries).
+    :param loss_fn: with `backward`, the scalar to differentiate, from the model's outputs
+        (default: every floating-point output, each with a gradient of ones).
     :param handlers: ``{"op": handler or None}`` for this call only (flops); or a `HandlerSet`.
     :param elementwise: also count element-wise ops and reductions (off: fvcore-compatible totals).
     :param options: extra settings for plugin handlers, e.g. ``{"causal": "half"}``.
     :param ancestor_mode: ``"owner"`` or ``"caller"``, as in fvcore.
     :param strict: raise when a handler fails instead of reporting the op as unsupported.
     """
-    args, keyword = build_inputs(model, inputs, input_shape, kwargs)
     analysis = Analysis(
-        trace=run_traced(model, args, keyword),
+        trace=trace(
+            model,
+            inputs,
+            input_shape=input_shape,
+            kwargs=kwargs,
+            mode=mode,
+            backward=backward,
+            loss_fn=loss_fn,
+        ),
         registry=registry_with(handlers),
         options=CountOptions(elementwise=elementwise, extra=dict(options or {})),
         ancestor_mode=ancestor_mode,

@@ -45,13 +45,24 @@ class HandlerFailure:
         return f"the {self.metric} handler for {self.op} from plugin {self.source!r} {self.error}"
 
 
+Table = dict[str, Counter[str]]  # module -> operator -> count
+
+
 @dataclass
 class Counts:
-    """Mutable accumulator; `Analysis` freezes it."""
+    """Mutable accumulator, per phase then per metric; `Analysis` freezes it."""
 
-    counts: dict[str, dict[str, Counter[str]]]
-    unsupported: dict[str, dict[str, Counter[str]]]
+    counts: dict[str, dict[str, Table]]
+    unsupported: dict[str, dict[str, Table]]
     failures: list[HandlerFailure]
+
+    def tables(self, phase: str, metric: str, modules: Iterable[str]) -> tuple[Table, Table]:
+        """The count and unsupported tables of one phase and metric, made on first use."""
+        counts = self.counts.setdefault(phase, {})
+        if metric not in counts:
+            counts[metric] = {name: Counter() for name in modules}
+            self.unsupported.setdefault(phase, {})[metric] = {name: Counter() for name in modules}
+        return counts[metric], self.unsupported[phase][metric]
 
 
 def operator_name(call: OpCall, names: Mapping[str, OperatorNames]) -> str:
@@ -104,20 +115,18 @@ def count_trace(
     ancestor_mode: str = "owner",
     strict: bool = False,
 ) -> Counts:
+    """Count every op of `trace` per phase, metric, module and operator."""
     metrics = list(metrics)
     attribute = _Attribution(ancestor_mode)
-    result = Counts(
-        counts={m: {name: Counter() for name in trace.modules} for m in metrics},
-        unsupported={m: {name: Counter() for name in trace.modules} for m in metrics},
-        failures=[],
-    )
+    result = Counts(counts={}, unsupported={}, failures=[])
     handled = _module_handled(trace, registry, metrics)
     for metric in metrics:
-        counts, unsupported = result.counts[metric], result.unsupported[metric]
+        result.tables("forward", metric, trace.modules)
         covered = handled.get(metric, {})
         for call in trace.ops:
-            if covered and any(name in covered for name in call.scope):
-                continue
+            if covered and call.phase == "forward" and any(n in covered for n in call.scope):
+                continue  # a module handler counts this module's forward
+            counts, unsupported = result.tables(call.phase, metric, trace.modules)
             owners = attribute(call.scope)
             found = registry.lookup(metric, call.op)
             if found is IGNORED:
@@ -135,6 +144,7 @@ def count_trace(
                 continue
             for owner in owners:
                 counts.setdefault(owner, Counter()).update(value)
+        counts, unsupported = result.tables("forward", metric, trace.modules)
         for module_call in trace.module_calls:
             entry = covered.get(module_call.name)
             if entry is None or any(n in covered for n in module_call.scope[:-1]):

@@ -17,15 +17,23 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
+from torchtally.fake import fake_model
 from torchtally.records import ModuleCall, ModuleInfo, OpCall, Trace, record_value
 from torchtally.state import preserve_model_state
+
+_get_sequence_nr = torch._C._autograd._get_sequence_nr
 
 _NO_FORWARD = (nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
 
 
 class TraceError(RuntimeError):
     """The model raised while torchtally was running it; the original error is chained."""
+
+    def __init__(self, message: str, failed_op: str | None = None) -> None:
+        super().__init__(message)
+        self.failed_op = failed_op
 
 
 def module_tree(model: nn.Module) -> tuple[dict[int, str], dict[str, ModuleInfo]]:
@@ -110,15 +118,27 @@ class _FunctionScope(TorchFunctionMode):
 
 
 class _OpRecorder(TorchDispatchMode):
-    """Records one `OpCall` per op, and saves a parameter before an op first writes to it."""
+    """Records one `OpCall` per op, and saves a parameter before an op first writes to it.
 
-    def __init__(self, scope: _ModuleScope, functions: _FunctionScope, guard: Any) -> None:
+    In the backward pass no module is running; an op takes the scope of the forward op that made
+    the autograd node it runs for. Nodes are told apart by sequence number: a node takes the
+    next number before its op reaches the dispatcher, so the first op that sees number n + 1
+    made node n.
+    """
+
+    def __init__(
+        self, scope: _ModuleScope, functions: _FunctionScope, guard: Any, track_nodes: bool
+    ) -> None:
         super().__init__()
         self.scope = scope
         self.functions = functions
         self.guard = guard
         self.ops: list[OpCall] = []
         self.failed_op: str | None = None
+        self.recording = True
+        self.phase = "forward"
+        self.track_nodes = track_nodes
+        self.node_scopes: dict[int, tuple[str, ...]] = {}
         self._schemas: dict[Any, _Schema] = {}
         self._writes: dict[Any, list[int]] = {}
 
@@ -130,6 +150,8 @@ class _OpRecorder(TorchDispatchMode):
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
+        if not self.recording or func.namespace == "prim":  # prim::device: a metadata query
+            return func(*args, **kwargs)
         schema = self._schemas.get(func)
         if schema is None:
             schema = self._schemas[func] = _Schema(func)
@@ -147,17 +169,36 @@ class _OpRecorder(TorchDispatchMode):
             if self.failed_op is None:
                 self.failed_op = f"{schema.op}.{schema.overload}"
             raise
+        if self.phase == "forward":
+            scope = tuple(self.scope.stack)
+            function = self.functions.current
+            if self.track_nodes:
+                self.node_scopes.setdefault(_get_sequence_nr() - 1, scope)
+        else:
+            node = torch._C._current_autograd_node()
+            scope = self.node_scopes.get(node._sequence_nr(), ()) if node is not None else ()
+            function = None
         self.ops.append(
             OpCall(
                 op=schema.op,
                 overload=schema.overload,
                 arguments=schema.bind(args, kwargs),
                 outputs=record_value(out if isinstance(out, tuple) else (out,)),
-                function=self.functions.current,
-                scope=tuple(self.scope.stack),
+                function=function,
+                scope=scope,
+                phase=self.phase,
             )
         )
         return out
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Ops run here (torchtally's own) are not recorded."""
+        self.recording = False
+        try:
+            yield
+        finally:
+            self.recording = True
 
 
 class _ModuleScope:
@@ -207,15 +248,23 @@ class _ModuleScope:
             post.remove()
 
 
+LossFn = Callable[[Any], torch.Tensor]
+
+
 def run_traced(
     model: nn.Module,
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
     *,
-    grad: bool = False,
+    mode: str = "real",
+    backward: bool = False,
+    loss_fn: LossFn | None = None,
 ) -> Trace:
     """Call ``model(*args, **kwargs)`` once under the tracer and return what it recorded.
 
+    `mode` ``"real"`` runs the model as given; ``"fake"`` and ``"meta"`` run it on fake tensors
+    (see `torchtally.fake`). With `backward`, the gradients of the parameters (and of inputs that
+    require grad) are computed too, from ``loss_fn(outputs)`` or from every floating-point output.
     The model is left exactly as it was, also when the forward raises (see `preserve_model_state`).
     """
     if not isinstance(model, nn.Module):
@@ -223,27 +272,74 @@ def run_traced(
             f"expected a torch.nn.Module to analyse, got {type(model).__name__}; "
             "wrap a plain function in an nn.Module whose forward calls it"
         )
+    if mode not in ("real", "fake", "meta"):
+        raise ValueError(f"run_traced runs mode 'real', 'fake' or 'meta', got {mode!r}")
+    input_shapes = record_value((args, dict(kwargs)))
     names, infos = module_tree(model)
     scope = _ModuleScope(names)
     functions = _FunctionScope()
     with ExitStack() as stack:
         guard = stack.enter_context(preserve_model_state(model))
-        recorder = _OpRecorder(scope, functions, guard)
-        stack.enter_context(torch.set_grad_enabled(grad))
+        if mode != "real":
+            fake_mode, args, kwargs = stack.enter_context(fake_model(model, args, dict(kwargs)))
+            stack.enter_context(fake_mode)
+        recorder = _OpRecorder(scope, functions, guard, track_nodes=backward)
+        stack.enter_context(torch.set_grad_enabled(backward))
         stack.enter_context(scope.installed())
         stack.enter_context(recorder)
         stack.enter_context(functions)
         try:
-            model(*args, **kwargs)
+            outputs = model(*args, **kwargs)
         except Exception as error:
-            raise TraceError(_failure_message(error, scope, recorder, infos)) from error
+            message = _failure_message(error, scope, recorder, infos)
+            raise TraceError(message, recorder.failed_op) from error
+        if backward:
+            _run_backward(model, outputs, (args, kwargs), loss_fn, recorder)
     return Trace(
         ops=tuple(recorder.ops),
         module_calls=tuple(scope.calls),
         modules=infos,
         called_modules=frozenset(scope.called),
-        input_shapes=record_value((args, dict(kwargs))),
+        input_shapes=input_shapes,
+        mode=mode,
     )
+
+
+def _run_backward(
+    model: nn.Module,
+    outputs: Any,
+    inputs: Any,
+    loss_fn: LossFn | None,
+    recorder: _OpRecorder,
+) -> None:
+    """The backward pass of `outputs` (or of ``loss_fn(outputs)``), recorded as phase backward."""
+    if loss_fn is not None:
+        roots = [loss_fn(outputs)]
+    else:
+        roots = [t for t in tree_leaves(outputs) if _differentiable(t)]
+    roots = [t for t in roots if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+    leaves = [p for p in model.parameters() if p.requires_grad]
+    leaves += [t for t in tree_leaves(inputs) if isinstance(t, torch.Tensor) and t.requires_grad]
+    if not roots or not leaves:
+        raise ValueError(
+            "backward=True found nothing to differentiate: the model has no parameter that "
+            "requires grad, or its outputs do not depend on one; unfreeze parameters, pass "
+            "inputs with requires_grad=True, or give loss_fn= returning a tensor with a grad_fn"
+        )
+    with recorder.paused():
+        seeds = [torch.ones_like(t) for t in roots]
+    recorder.phase = "backward"
+    try:
+        torch.autograd.grad(roots, leaves, seeds, allow_unused=True)
+    except Exception as error:
+        op = f" at op {recorder.failed_op}" if recorder.failed_op else ""
+        raise TraceError(
+            f"the backward pass raised {type(error).__name__}{op}: {error}", recorder.failed_op
+        ) from error
+
+
+def _differentiable(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.is_floating_point() and value.requires_grad
 
 
 def _failure_message(

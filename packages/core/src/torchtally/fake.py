@@ -1,0 +1,105 @@
+"""Fake tensors: run a model on shapes and dtypes alone, with no real memory and no real compute.
+
+`fake_model` swaps every parameter and buffer for a `FakeTensor` of the same shape, dtype and
+``requires_grad`` (tied weights stay tied); `preserve_model_state` puts the originals back. A model
+built on the meta device gets fakes that claim the inputs' device, so meta weights and CPU inputs
+meet as they would on a real machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch._subclasses.fake_tensor import (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    FakeTensor,
+    FakeTensorMode,
+    UnsupportedOperatorException,
+)
+from torch.utils._pytree import tree_map
+
+MODES = ("auto", "real", "fake", "meta")
+
+# What a fake run raises when the model needs real data (nms, nonzero, .item() on a result).
+NEEDS_REAL_DATA = (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    UnsupportedOperatorException,
+)
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(
+            f"mode must be one of {', '.join(repr(m) for m in MODES)}, got {mode!r}: 'real' runs "
+            "the model, 'fake' and 'meta' run it on shapes only, 'auto' picks for you"
+        )
+    return mode
+
+
+def is_meta_model(model: nn.Module) -> bool:
+    """True when a parameter or buffer is on the meta device (built under ``device('meta')``)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return any(t.device.type == "meta" for t in tensors)
+
+
+def input_device(args: Any) -> torch.device:
+    """The device of the first real tensor in `args`, else the CPU."""
+    found: list[torch.device] = []
+
+    def visit(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.device.type != "meta" and not found:
+            found.append(value.device)
+        return value
+
+    tree_map(visit, args)
+    return found[0] if found else torch.device("cpu")
+
+
+class _Faker:
+    """Makes fakes under one `FakeTensorMode`; the same tensor always gets the same fake."""
+
+    def __init__(self, fake_mode: FakeTensorMode, meta_device: torch.device) -> None:
+        self.fake_mode = fake_mode
+        self.meta_device = meta_device
+        self._made: dict[int, torch.Tensor] = {}
+
+    def __call__(self, value: Any) -> Any:
+        if not isinstance(value, torch.Tensor) or isinstance(value, FakeTensor):
+            return value
+        fake = self._made.get(id(value))
+        if fake is None:
+            fake = self._fake(value)
+            self._made[id(value)] = fake
+        return fake
+
+    def _fake(self, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.device.type != "meta":
+            return self.fake_mode.from_tensor(tensor)
+        fake = FakeTensor(self.fake_mode, tensor.detach(), self.meta_device)
+        if isinstance(tensor, nn.Parameter):
+            return nn.Parameter(fake, requires_grad=tensor.requires_grad)
+        return fake.requires_grad_(tensor.requires_grad) if tensor.is_floating_point() else fake
+
+
+@contextmanager
+def fake_model(
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Iterator[tuple[FakeTensorMode, tuple[Any, ...], dict[str, Any]]]:
+    """Swap the model's parameters and buffers for fakes; yield the mode and fake inputs.
+
+    The caller restores the originals (`preserve_model_state` does); the mode is not entered.
+    """
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    faker = _Faker(fake_mode, input_device((args, kwargs)))
+    for module in model.modules():
+        for slots in (module._parameters, module._buffers):
+            for name, tensor in slots.items():
+                if tensor is not None:
+                    slots[name] = faker(tensor)
+    yield fake_mode, tree_map(faker, args), tree_map(faker, kwargs)
