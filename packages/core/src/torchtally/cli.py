@@ -3,28 +3,72 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+import torch
 
 from torchtally.analysis import Analysis
+from torchtally.sources import (
+    InputSpecError,
+    LoadedModel,
+    MissingPackageError,
+    SourceError,
+    example_inputs,
+    load_model,
+    parse_key_values,
+    parse_shapes,
+)
 from torchtally.units import format_count
+
+EXIT_USAGE = 2  # bad arguments: malformed source, bad shape, unknown format or option
+EXIT_MODEL = 3  # the model could not be built: unknown name or class, bad config, builder raised
+EXIT_ANALYSIS = 4  # the model raised while it was analysed
+EXIT_MISSING = 5  # a package the source needs is not installed (the message has the pip command)
+EXIT_INTERRUPTED = 130
+
+MODES = ("auto", "real", "fake", "meta")
+DTYPES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+}
+# The format `--output FILE` writes when --format is not given, by the file's suffix.
+FORMAT_BY_SUFFIX = {".json": "json", ".md": "markdown"}
 
 EXAMPLES = """\
 examples:
   torchtally torchvision:resnet50 --shape 3 224 224
   torchtally torchvision:vit_b_16 --shape 224 --format markdown --max-depth 2
-  torchtally mypackage.models:build_model --shape 3 64 64 --output report.json --format json
+  torchtally torchvision:fasterrcnn_resnet50_fpn --shape 800 1216 --batch 2
+  torchtally torchvision:r3d_18 --shape 3 16 112 112 --backward
+  torchtally timm:convnext_tiny --mode fake
+  torchtally transformers:BertModel --config bert.json --seq-len 128
+  torchtally transformers:LlamaForCausalLM --config LlamaConfig --set num_hidden_layers=80 \\
+      hidden_size=8192 intermediate_size=28672 num_attention_heads=64 num_key_value_heads=8 \\
+      --seq-len 2048 --mode meta --max-depth 1
+  torchtally transformers:T5ForConditionalGeneration --config t5.json --seq-len 512
+  torchtally mypackage.models:build_model --shape 3,64,64 --output report.json
+  torchtally ./model.py:make --set width=64 --shape 10,
   torchtally plugins
-"""
 
-EXIT_USAGE = 2
-EXIT_MODEL = 3
-EXIT_ANALYSIS = 4
+model sources:
+  torchvision:NAME         a torchvision model, random weights (detection models get a list
+                           of --batch images, video models a clip, optical flow two frames)
+  timm:NAME                a timm model, pretrained=False (needs: pip install timm)
+  transformers:CLASS       a transformers model class, random weights, configured by --config
+                           (config.json file or configuration class name) and --set
+  package.module:factory   any callable returning an nn.Module or a (module, inputs) pair;
+  path/to/file.py:factory  the current folder is importable
+
+exit codes:
+  0 success, 2 bad arguments, 3 the model could not be built, 4 the model raised while
+  analysed, 5 a package the source needs is not installed
+"""
 
 
 class CliError(Exception):
@@ -33,146 +77,343 @@ class CliError(Exception):
         self.code = code
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so `main` returns the exit code."""
+
+    def error(self, message: str) -> Any:
+        raise CliError(f"{message} (see torchtally --help)", EXIT_USAGE)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from torchtally import __version__
+
+    parser = _Parser(
         prog="torchtally",
-        description="Count the parameters, FLOPs and activations of a PyTorch model.",
+        description="Count the parameters, FLOPs and activations of a PyTorch model, per module "
+        "and per operator.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "model",
-        help="torchvision:NAME (e.g. torchvision:resnet50), package.module:factory, "
-        "or 'plugins' to list installed plugins",
+        help="torchvision:NAME, timm:NAME, transformers:CLASS, package.module:factory or "
+        "path/to/file.py:factory; 'torchtally plugins' lists the installed plugins",
     )
-    parser.add_argument(
-        "--shape",
-        type=int,
+    parser.add_argument("--version", action="version", version=f"torchtally {__version__}")
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--config",
+        metavar="FILE_OR_CLASS",
+        help="transformers only: a config.json file (or its folder) or a configuration class "
+        "name such as LlamaConfig (default: the model class' own configuration)",
+    )
+    model.add_argument(
+        "--set",
         nargs="+",
-        metavar="N",
-        help="input shape without the batch: '3 224 224'; '224' means 3x224x224 and "
-        "'224 256' 3x224x256 (mmpretrain's forms); default 3 224 224",
+        action="extend",
+        default=[],
+        metavar="NAME=VALUE",
+        help="configuration values (transformers) or builder keyword arguments (others), "
+        "values read as JSON: --set num_hidden_layers=2 hidden_act=gelu",
     )
-    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    parser.add_argument(
+    model.add_argument(
         "--train", action="store_true", help="analyse in training mode (default: eval)"
     )
-    parser.add_argument(
+    inputs = parser.add_argument_group("inputs")
+    inputs.add_argument(
+        "--shape",
+        nargs="+",
+        metavar="N",
+        help="input shape without the batch: '3 224 224'; '224' means 3x224x224 and '224 256' "
+        "3x224x256 (mmpretrain's forms); with commas, one input per word: '3,64,64 10,' "
+        "(default: the model's, 3 224 224 for images)",
+    )
+    inputs.add_argument(
+        "--seq-len",
+        type=int,
+        metavar="N",
+        help="tokens per sequence for text models (decoder tokens too for encoder-decoder "
+        "models; default 128)",
+    )
+    inputs.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    inputs.add_argument(
+        "--dtype", choices=list(DTYPES), help="floating dtype of the model and inputs"
+    )
+    inputs.add_argument("--device", help="device to build and run on: cpu, cuda, cuda:1, ...")
+    analysis = parser.add_argument_group("analysis")
+    analysis.add_argument(
+        "--mode",
+        choices=MODES,
+        default="auto",
+        help="real: run the model as built; fake: run it on fake tensors (no data, no compute); "
+        "meta: build it on the meta device (no memory at all, for models of any size); "
+        "auto (default): fake where possible, else real",
+    )
+    analysis.add_argument(
+        "--backward",
+        action="store_true",
+        help="also run the backward pass (of the sum of the outputs) and count it separately",
+    )
+    analysis.add_argument(
         "--elementwise",
         action="store_true",
         help="also count element-wise ops and reductions (totals then differ from fvcore)",
     )
-    parser.add_argument("--format", default="table", help="output format (default: table)")
-    parser.add_argument("--max-depth", type=int, default=3, help="module depth shown (default 3)")
-    parser.add_argument("-o", "--output", type=Path, help="write the report to this file")
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--format",
+        help="output format: table (default), arch, json, markdown, parameters, or a plugin's",
+    )
+    output.add_argument(
+        "--max-depth", type=int, metavar="N", help="module levels shown (table default 3)"
+    )
+    output.add_argument("--units", choices=("human", "raw"), help="4.112G (human) or 4111512576")
+    output.add_argument(
+        "--flop-unit",
+        choices=("mac", "flop"),
+        help="mac: one multiply-add is one flop (default, as fvcore and mmengine); flop: two",
+    )
+    output.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write the report to FILE (format from its suffix when --format is not given: "
+        ".json json, .md markdown, else table)",
+    )
+    output.add_argument(
+        "-q", "--quiet", action="store_true", help="do not list unsupported ops on stderr"
+    )
     return parser
 
 
-def load_model(source: str) -> nn.Module:
-    """Build a model from ``torchvision:NAME`` or ``package.module:factory`` (random weights)."""
-    if ":" not in source:
-        raise CliError(
-            f"cannot read model source {source!r}: use torchvision:NAME or package.module:factory",
-            EXIT_USAGE,
-        )
-    where, name = source.split(":", 1)
-    factory: Callable[..., Any]
-    if where == "torchvision":
-        try:
-            import torchvision
-        except ImportError as error:
-            raise CliError(
-                "torchvision is not installed: pip install torchvision", EXIT_MODEL
-            ) from error
-        try:
-            factory = torchvision.models.get_model_builder(name)
-        except ValueError as error:
-            raise CliError(f"torchvision has no model {name!r}", EXIT_MODEL) from error
-        model = factory(weights=None)
-    else:
-        try:
-            module = importlib.import_module(where)
-            factory = getattr(module, name)
-        except (ImportError, AttributeError) as error:
-            raise CliError(f"cannot load {source!r}: {error}", EXIT_MODEL) from error
-        model = factory()
-    if not isinstance(model, nn.Module):
-        raise CliError(f"{source} returned {type(model).__name__}, not an nn.Module", EXIT_MODEL)
-    return model
+def _plugins_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="torchtally plugins",
+        description="List the installed torchtally plugins with the ops and formats they add.",
+    )
+    parser.add_argument("--all", action="store_true", help="list every op, not the first few")
+    return parser
 
 
 def input_shape(shape: Sequence[int] | None) -> tuple[int, ...]:
     """mmpretrain's forms: none -> 3x224x224, one size -> 3xSxS, two -> 3xHxW, else as given."""
-    if not shape:
-        return (3, 224, 224)
-    if len(shape) == 1:
-        return (3, shape[0], shape[0])
-    if len(shape) == 2:
-        return (3, *shape)
-    return tuple(shape)
+    shapes = parse_shapes(list(shape) if shape else None)
+    return shapes[0] if shapes else (3, 224, 224)
 
 
-def _list_plugins() -> str:
-    from torchtally.plugins import list_plugins, plugin_failures
+def list_plugins_text(show_all: bool = False) -> str:
+    """Every loaded plugin with its distribution and what it registered; failed plugins last."""
+    from torchtally.plugins import list_plugins, plugin_failures, reporters
 
+    shown = None if show_all else 8
+    descriptions = {name: reporter.description for name, (reporter, _) in reporters().items()}
     lines = []
     for info in list_plugins():
         lines.append(f"{info.name} ({info.distribution} {info.version})")
         for kind, names in info.registers.items():
-            lines.append(
-                f"  {kind}: {len(names)}: {', '.join(names[:8])}{' ...' * (len(names) > 8)}"
-            )
+            more = " ..." if shown is not None and len(names) > shown else ""
+            lines.append(f"  {kind}: {len(names)}: {', '.join(names[:shown])}{more}")
+            if kind == "formats" and show_all:
+                lines.extend(f"    {name}: {descriptions.get(name, '')}" for name in names)
     for failure in plugin_failures():
         lines.append(f"FAILED {failure}")
     return "\n".join(lines)
 
 
-def summary(analysis: Analysis, shape: tuple[int, ...]) -> str:
-    """mmpretrain's get_flops block: input shape and the three totals."""
+def describe_inputs(inputs: Any) -> str:
+    """``(1, 3, 224, 224)`` for one tensor; ``input_ids (1, 128), ...`` for keyword inputs."""
+    if isinstance(inputs, torch.Tensor):
+        return str(tuple(inputs.shape))
+    if isinstance(inputs, Mapping):
+        return ", ".join(
+            f"{key} {describe_inputs(value)}"
+            for key, value in inputs.items()
+            if isinstance(value, (torch.Tensor, list, tuple, Mapping))
+        )
+    if isinstance(inputs, (list, tuple)):
+        parts = [describe_inputs(value) for value in inputs]
+        if isinstance(inputs, tuple) and len(parts) == 1:
+            return parts[0]
+        return f"[{', '.join(parts)}]" if isinstance(inputs, list) else ", ".join(parts)
+    return repr(inputs)
+
+
+def summary(analysis: Analysis, inputs: Any, units: str = "human", flop_unit: str = "mac") -> str:
+    """mmpretrain's get_flops block: input shape and the totals (flops split by phase when the
+    backward pass was counted)."""
+
+    def text(value: int) -> str:
+        return format_count(value) if units == "human" else str(value)
+
+    scale = 2 if flop_unit == "flop" else 1
+    flops = text(analysis.total("flops") * scale)
+    if _phases(analysis) == ("forward", "backward"):
+        split = (f"{p} {text(analysis.total('flops', phase=p) * scale)}" for p in _phases(analysis))
+        flops = f"{flops} ({', '.join(split)})"
     rule = "=" * 30
     lines = [
-        f"Input shape: {shape}",
-        f"Flops: {format_count(analysis.total('flops'))}",
-        f"Params: {format_count(analysis.params.get('', 0))}",
-        f"Activation: {format_count(analysis.total('activations'))}",
+        f"Input shape: {describe_inputs(inputs)}",
+        f"Flops: {flops}",
+        f"Params: {text(analysis.params.get('', 0))}",
+        f"Activation: {text(analysis.total('activations'))}",
     ]
     return "\n".join([rule, *lines, rule])
 
 
-def run(argv: Sequence[str] | None = None) -> str:
-    args = _parser().parse_args(argv)
-    if args.model == "plugins":
-        return _list_plugins()
-    import torch
+def _phases(analysis: Analysis) -> tuple[str, ...]:
+    phases: tuple[str, ...] = getattr(analysis, "phases", ("forward",))
+    return phases
 
+
+def _dtype(name: str | None) -> torch.dtype | None:
+    return DTYPES[name] if name else None
+
+
+def _device(text: str | None) -> torch.device | None:
+    if text is None:
+        return None
+    try:
+        device = torch.device(text)
+    except RuntimeError as error:
+        raise CliError(f"--device {text}: {error}", EXIT_USAGE) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CliError(f"--device {text}: CUDA is not available on this machine", EXIT_USAGE)
+    return device
+
+
+def _output_format(args: argparse.Namespace) -> str:
+    if args.format:
+        return str(args.format)
+    if args.output is not None:
+        return FORMAT_BY_SUFFIX.get(args.output.suffix, "table")
+    return "table"
+
+
+def _check_format(name: str) -> None:
+    """Fail before the model is built if no installed reporter has the format `name`."""
+    from torchtally.plugins import reporters
+    from torchtally.reporting import REPORTERS_DISTRIBUTION
+
+    available = reporters()
+    if name in available:
+        return
+    if not available:
+        raise CliError(
+            f"no output formats are installed, so {name!r} cannot be rendered; install them "
+            f"with: pip install {REPORTERS_DISTRIBUTION}",
+            EXIT_MISSING,
+        )
+    raise CliError(
+        f"unknown output format {name!r}; installed formats: {', '.join(sorted(available))}",
+        EXIT_USAGE,
+    )
+
+
+def _load(args: argparse.Namespace, device: torch.device | None) -> LoadedModel:
+    try:
+        settings = parse_key_values(args.set, "--set")
+        build_device = torch.device("meta") if args.mode == "meta" else device
+        return load_model(
+            args.model,
+            config=args.config,
+            settings=settings,
+            device=build_device,
+            dtype=_dtype(args.dtype),
+        )
+    except MissingPackageError as error:
+        raise CliError(str(error), EXIT_MISSING) from error
+    except InputSpecError as error:
+        raise CliError(str(error), EXIT_USAGE) from error
+    except SourceError as error:
+        raise CliError(str(error), EXIT_MODEL) from error
+
+
+def _inputs(args: argparse.Namespace, loaded: LoadedModel, device: torch.device | None) -> Any:
+    if args.mode == "meta":  # the model is on the meta device; its inputs are ordinary tensors
+        device = device or torch.device("cpu")
+    try:
+        return example_inputs(
+            loaded,
+            shape=args.shape,
+            seq_len=args.seq_len,
+            batch=args.batch,
+            dtype=_dtype(args.dtype),
+            device=device,
+        )
+    except InputSpecError as error:
+        raise CliError(str(error), EXIT_USAGE) from error
+
+
+def _analyze(args: argparse.Namespace, loaded: LoadedModel, inputs: Any) -> Analysis:
     from torchtally.api import analyze
 
-    model = load_model(args.model)
-    model.train(args.train)
-    shape = (args.batch, *input_shape(args.shape))
-    inputs = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    options: dict[str, Any] = {"elementwise": args.elementwise, "warn_unsupported": not args.quiet}
+    # Only what differs from analyze's defaults, so the defaults stay analyze's own.
+    if args.mode != "auto":
+        options["mode"] = args.mode
+    if args.backward:
+        options["backward"] = True
+    made = "" if loaded.inputs is not None and not (args.shape or args.seq_len) else " (inputs"
+    hint = f"{made}: {describe_inputs(inputs)}; check --shape or --seq-len)" if made else ""
     try:
-        analysis = analyze(model, inputs, elementwise=args.elementwise)
+        return analyze(loaded.model, inputs, **options)
     except Exception as error:
-        raise CliError(f"analysis of {args.model} failed: {error}", EXIT_ANALYSIS) from error
+        raise CliError(
+            f"analysing {args.model} failed: {type(error).__name__}: {error}{hint}", EXIT_ANALYSIS
+        ) from error
+
+
+def _render_options(args: argparse.Namespace) -> dict[str, Any]:
+    given = {"max_depth": args.max_depth, "units": args.units, "flop_unit": args.flop_unit}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def run(argv: Sequence[str] | None = None) -> str:
+    """The text the command prints for `argv`; raises `CliError` with the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plugins"]:
+        return list_plugins_text(_plugins_parser().parse_args(argv[1:]).all)
+    args = _parser().parse_args(argv)
+    if args.max_depth is not None and args.max_depth < 0:
+        raise CliError(f"--max-depth must be 0 or more, got {args.max_depth}", EXIT_USAGE)
+    output_format = _output_format(args)
+    _check_format(output_format)
+    device = _device(args.device)
+    loaded = _load(args, device)
+    loaded.model.train(args.train)
+    inputs = _inputs(args, loaded, device)
+    analysis = _analyze(args, loaded, inputs)
+    render_options = _render_options(args)
     try:
-        text = analysis.render(args.format, max_depth=args.max_depth)
-    except ValueError as error:
+        text = analysis.render(output_format, **render_options)
+    except (TypeError, ValueError) as error:
         raise CliError(str(error), EXIT_USAGE) from error
-    if args.format == "table":
-        text = f"{summary(analysis, shape)}\n{text}"
+    if output_format == "table":
+        block = summary(analysis, inputs, args.units or "human", args.flop_unit or "mac")
+        text = f"{block}\n{text}"
     if args.output is not None:
-        args.output.write_text(text + "\n", encoding="utf-8")
-        return f"wrote {args.format} report to {args.output}"
+        try:
+            args.output.write_text(text + "\n", encoding="utf-8")
+        except OSError as error:
+            raise CliError(f"cannot write {args.output}: {error}", EXIT_USAGE) from error
+        return f"wrote {output_format} report to {args.output}"
     return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if not logging.getLogger("torchtally").handlers and not logging.getLogger().handlers:
+        logging.basicConfig(format="torchtally: %(message)s", level=logging.WARNING)
     try:
         print(run(argv))
     except CliError as error:
         print(f"torchtally: error: {error}", file=sys.stderr)
         return error.code
+    except KeyboardInterrupt:
+        print("torchtally: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as done:  # --help and --version
+        return done.code if isinstance(done.code, int) else 0
     return 0
 
 

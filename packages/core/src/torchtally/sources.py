@@ -1,0 +1,614 @@
+"""Models by name, with example inputs that fit them: what the ``torchtally`` command analyses.
+
+A source names a model and where it comes from:
+
+- ``torchvision:NAME``: a torchvision model (classification, segmentation, detection, video,
+  optical flow), built with ``weights=None`` (and ``weights_backbone=None``).
+- ``timm:NAME``: a timm model, ``pretrained=False``.
+- ``transformers:CLASS``: a Hugging Face model class built from a configuration (a config.json
+  file, a configuration class name, or the class' default configuration), random weights.
+- ``package.module:factory`` or ``path/to/file.py:factory``: anything callable that returns an
+  ``nn.Module``, or a ``(module, inputs)`` pair.
+
+Nothing is downloaded. `load_model` builds the model (on the meta device when asked, so that a
+70B configuration takes no memory); `example_inputs` makes random inputs for it from a shape, a
+sequence length and a batch size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+NAMED_SOURCES = ("torchvision", "timm", "transformers")
+DEFAULT_IMAGE_SHAPE: tuple[int, ...] = (3, 224, 224)
+DEFAULT_VIDEO_FRAMES = 16
+DEFAULT_SEQ_LEN = 128
+DEFAULT_AUDIO_SAMPLES = 16000
+# The package each named source needs, as pip installs it.
+PIP_NAMES = {"torchvision": "torchvision", "timm": "timm", "transformers": "transformers"}
+
+
+class SourceError(Exception):
+    """The model could not be built: unknown name, bad configuration, or the builder raised."""
+
+
+class MissingPackageError(SourceError):
+    """A source needs a package that is not installed; the message has the pip command."""
+
+    def __init__(self, package: str, needed_for: str) -> None:
+        self.package = package
+        self.pip = f"pip install {PIP_NAMES.get(package, package)}"
+        super().__init__(f"{needed_for} needs {package}, which is not installed: {self.pip}")
+
+
+class InputSpecError(ValueError):
+    """Inputs cannot be made as asked: a bad shape, or an option that does not fit the model."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A built model and what is known about the inputs it takes.
+
+    `task` says what `example_inputs` makes: ``"image"`` (one ``(N, *shape)`` tensor),
+    ``"video"`` (the same, with frames), ``"detection"`` (a list of ``N`` images ``(C, H, W)``),
+    ``"optical_flow"`` (two images), ``"transformers"`` (keyword inputs that the model's forward
+    names), or ``"generic"`` (one tensor per shape, or token ids). `default_shape` is the input
+    shape without the batch when none is given. `inputs` are inputs the factory returned with the
+    model, used when no shape or sequence length is asked for.
+    """
+
+    model: nn.Module
+    source: str
+    kind: str
+    task: str = "generic"
+    default_shape: tuple[int, ...] = DEFAULT_IMAGE_SHAPE
+    inputs: Any = None
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def split_source(source: str) -> tuple[str, str]:
+    """``"torchvision:resnet50"`` -> ``("torchvision", "resnet50")``; raises on a malformed one."""
+    where, sep, name = source.partition(":")
+    if not sep or not where or not name:
+        raise InputSpecError(
+            f"cannot read the model source {source!r}: use torchvision:NAME or "
+            "package.module:factory, or timm:NAME, transformers:CLASS, path/to/file.py:factory "
+            "(e.g. torchvision:resnet50)"
+        )
+    return where, name
+
+
+def parse_key_values(items: Sequence[str], what: str) -> dict[str, Any]:
+    """``["depth=2", "name=x", "flag=true"]`` -> ``{"depth": 2, "name": "x", "flag": True}``.
+
+    Values are read as JSON (numbers, true/false, null, lists), anything else as a string.
+    """
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise InputSpecError(f"cannot read {what} {item!r}: write NAME=VALUE, e.g. depth=2")
+        try:
+            parsed[key] = json.loads(text)
+        except json.JSONDecodeError:
+            parsed[key] = text
+    return parsed
+
+
+def parse_shapes(
+    tokens: Sequence[str | int] | None, default: tuple[int, ...] = DEFAULT_IMAGE_SHAPE
+) -> tuple[tuple[int, ...], ...] | None:
+    """Input shapes without the batch, one per input, from ``--shape`` words.
+
+    Sizes separated by spaces are one input in mmpretrain's forms: one size ``S`` replaces the last
+    two sizes of `default` by ``S, S`` (``224`` -> ``3 224 224``), two sizes ``H W`` replace them
+    by ``H, W``, three or more are the shape as given. Words written with commas are shapes taken
+    literally, one input each: ``10,`` is ``(10,)``, ``3,64,64 3,64,64`` two inputs.
+    """
+    if not tokens:
+        return None
+    words = [str(t) for t in tokens]
+    if any("," in w for w in words):
+        if not all("," in w for w in words):
+            raise InputSpecError(
+                f"cannot read --shape {' '.join(words)}: either give sizes separated by spaces "
+                "(one input: 3 224 224) or shapes with commas (one per input: 3,64,64 10,)"
+            )
+        return tuple(_sizes(w.strip(",").split(","), " ".join(words)) for w in words)
+    sizes = _sizes(words, " ".join(words))
+    if len(sizes) <= 2:
+        if len(default) < 2:
+            raise InputSpecError(
+                f"--shape {' '.join(words)} is an image size, but this model's input is "
+                f"{default}: give the whole shape with commas, e.g. --shape {_comma(default)}"
+            )
+        spatial = sizes * 2 if len(sizes) == 1 else sizes
+        return ((*default[:-2], *spatial),)
+    return (sizes,)
+
+
+def _sizes(words: Sequence[str], given: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(w) for w in words)
+    except ValueError:
+        raise InputSpecError(
+            f"cannot read --shape {given}: sizes must be whole numbers, e.g. --shape 3 224 224"
+        ) from None
+    if not sizes or any(s <= 0 for s in sizes):
+        raise InputSpecError(f"cannot read --shape {given}: sizes must be positive")
+    return sizes
+
+
+def _comma(shape: tuple[int, ...]) -> str:
+    return ",".join(map(str, shape)) + ("," if len(shape) == 1 else "")
+
+
+# --- building -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def building_context(
+    device: str | torch.device | None = None, dtype: torch.dtype | None = None
+) -> Iterator[None]:
+    """Build tensors on `device` and floating tensors in `dtype` (the meta device: no memory)."""
+    with contextlib.ExitStack() as stack:
+        if device is not None:
+            stack.enter_context(torch.device(device))
+        if dtype is not None and dtype.is_floating_point:
+            previous = torch.get_default_dtype()
+            torch.set_default_dtype(dtype)
+            stack.callback(torch.set_default_dtype, previous)
+        yield
+
+
+def load_model(
+    source: str,
+    *,
+    config: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> LoadedModel:
+    """Build the model `source` names, with random weights.
+
+    :param config: ``transformers:`` only: a config.json file (or a folder holding one) or a
+        configuration class name (``LlamaConfig``); default: the model class' own configuration.
+    :param settings: keyword arguments of the builder (torchvision, timm, factory), or
+        configuration values (transformers), e.g. ``{"num_hidden_layers": 2}``.
+    :param device: where to build; ``"meta"`` builds without allocating any memory.
+    :param dtype: floating dtype of the parameters.
+    """
+    where, name = split_source(source)
+    settings = dict(settings or {})
+    if config is not None and where != "transformers":
+        raise InputSpecError(f"--config is for transformers:CLASS sources, not {source}")
+    with building_context(device, dtype):
+        if where == "torchvision":
+            loaded = _torchvision(source, name, settings)
+        elif where == "timm":
+            loaded = _timm(source, name, settings)
+        elif where == "transformers":
+            loaded = _transformers(source, name, config, settings)
+        else:
+            loaded = _factory(source, where, name, settings)
+    model = loaded.model
+    if device is not None:
+        model = model.to(device)
+    if dtype is not None:
+        model = model.to(dtype)
+    return replace(loaded, model=model.eval())
+
+
+def _build(source: str, builder: Callable[..., Any], **kwargs: Any) -> Any:
+    """Call a model builder; what it raises becomes a `SourceError` naming the source."""
+    try:
+        return builder(**kwargs)
+    except TypeError as error:
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise SourceError(f"building {source} with ({given}) failed: {error}") from error
+    except Exception as error:
+        raise SourceError(f"building {source} failed: {type(error).__name__}: {error}") from error
+
+
+def _unknown(kind: str, name: str, known: Sequence[str], how_to_list: str) -> SourceError:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return SourceError(f"{kind} has no model {name!r}{hint} ({how_to_list} lists them)")
+
+
+def _torchvision(source: str, name: str, settings: dict[str, Any]) -> LoadedModel:
+    try:
+        import torchvision
+        from torchvision import models
+    except ImportError as error:
+        raise MissingPackageError("torchvision", source) from error
+    known = models.list_models()
+    if name not in known:
+        raise _unknown("torchvision", name, known, "torchvision.models.list_models()")
+    builder = models.get_model_builder(name)
+    kwargs: dict[str, Any] = {"weights": None}
+    if "weights_backbone" in inspect.signature(builder).parameters:
+        kwargs["weights_backbone"] = None  # detection and segmentation default to downloading it
+    model = _build(source, builder, **{**kwargs, **settings})
+    task, shape = "image", DEFAULT_IMAGE_SHAPE
+    if name in models.list_models(module=torchvision.models.detection):
+        task = "detection"
+    elif name in models.list_models(module=torchvision.models.optical_flow):
+        task = "optical_flow"
+    elif name in models.list_models(module=torchvision.models.video):
+        task, shape = "video", _video_shape(models.get_model_weights(name).DEFAULT)
+    return LoadedModel(model, source, "torchvision", task, shape)
+
+
+def _video_shape(weights: Any) -> tuple[int, ...]:
+    """3 channels, 16 frames (or the model's minimum), and the crop size its weights expect."""
+    crop = weights.transforms.keywords.get("crop_size", DEFAULT_IMAGE_SHAPE[1:])
+    frames = max(DEFAULT_VIDEO_FRAMES, weights.meta.get("min_temporal_size") or 0)
+    return (3, frames, *crop)
+
+
+def _timm(source: str, name: str, settings: dict[str, Any]) -> LoadedModel:
+    try:
+        import timm
+    except ImportError as error:
+        raise MissingPackageError("timm", source) from error
+    if not timm.is_model(name.split(".")[0]):
+        raise _unknown("timm", name, timm.list_models(), "timm.list_models()")
+    model = _build(source, timm.create_model, model_name=name, pretrained=False, **settings)
+    input_size = getattr(model, "pretrained_cfg", {}).get("input_size", DEFAULT_IMAGE_SHAPE)
+    return LoadedModel(model, source, "timm", "image", tuple(input_size))
+
+
+def _transformers(
+    source: str, class_name: str, config: str | None, settings: dict[str, Any]
+) -> LoadedModel:
+    try:
+        import transformers
+    except ImportError as error:
+        raise MissingPackageError("transformers", source) from error
+    model_class: Any = getattr(transformers, class_name, None)
+    auto = class_name.startswith("Auto") and hasattr(model_class, "from_config")
+    builder = model_class.from_config if auto else model_class
+    if not (inspect.isclass(model_class) and (auto or hasattr(model_class, "config_class"))):
+        names = [n for n in dir(transformers) if n.endswith("Model") or "For" in n]
+        raise _unknown("transformers", class_name, names, "dir(transformers)")
+    configuration = _transformers_config(transformers, model_class, config, settings, auto)
+    model = _build(source, builder, config=configuration)
+    return LoadedModel(model, source, "transformers", "transformers", _pixel_shape(configuration))
+
+
+def _transformers_config(
+    transformers: Any, model_class: Any, config: str | None, settings: dict[str, Any], auto: bool
+) -> Any:
+    """A configuration from a file, a class name, or the model class' default, with `settings`."""
+    if config is None:
+        if auto:
+            raise InputSpecError(
+                f"{model_class.__name__} needs --config: a config.json file or a configuration "
+                "class name such as LlamaConfig"
+            )
+        return _make_config(model_class.config_class, settings, model_class.__name__)
+    path = Path(config)
+    if path.is_dir():
+        path = path / "config.json"
+    if path.suffix == ".json" or path.exists():
+        return _config_from_file(transformers, model_class, path, settings, auto)
+    config_class = getattr(transformers, config, None)
+    if not (inspect.isclass(config_class) and hasattr(config_class, "model_type")):
+        raise InputSpecError(
+            f"--config {config}: not a config.json file here, nor a transformers configuration "
+            "class (e.g. LlamaConfig); configurations are not downloaded from the Hub, save the "
+            "model's config.json and pass its path"
+        )
+    return _make_config(config_class, settings, config)
+
+
+def _config_from_file(
+    transformers: Any, model_class: Any, path: Path, settings: dict[str, Any], auto: bool
+) -> Any:
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputSpecError(f"--config {path}: no such file") from None
+    except json.JSONDecodeError as error:
+        raise InputSpecError(f"--config {path} is not valid JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise InputSpecError(f"--config {path} must hold a JSON object, as config.json does")
+    values = {**values, **settings}
+    if auto:
+        model_type = values.pop("model_type", None)
+        if model_type is None:
+            raise InputSpecError(
+                f"--config {path} has no model_type, which {model_class.__name__} needs to "
+                "choose the model; add it or use the model's own class"
+            )
+        return _make_config(
+            lambda **kw: transformers.AutoConfig.for_model(model_type, **kw), values, str(path)
+        )
+    values.pop("model_type", None)
+    return _make_config(model_class.config_class, values, str(path))
+
+
+def _make_config(config_class: Callable[..., Any], values: Mapping[str, Any], what: str) -> Any:
+    try:
+        return config_class(**values)
+    except Exception as error:
+        raise SourceError(f"cannot make a configuration from {what}: {error}") from error
+
+
+def _pixel_shape(configuration: Any) -> tuple[int, ...]:
+    """(channels, size, size) of the image a vision configuration expects (224 if it says none)."""
+    vision = getattr(configuration, "vision_config", None) or configuration
+    size = getattr(vision, "image_size", DEFAULT_IMAGE_SHAPE[1:])
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    return (getattr(vision, "num_channels", 3), height, width)
+
+
+def _factory(source: str, where: str, name: str, settings: dict[str, Any]) -> LoadedModel:
+    module = _import_source_module(source, where)
+    target: Any = module
+    for part in name.split("."):
+        if not hasattr(target, part):
+            raise SourceError(
+                f"cannot load {source}: {where} has no attribute {name!r}"
+                + (
+                    f" (for models by name use {', '.join(f'{s}:NAME' for s in NAMED_SOURCES)})"
+                    if where.split(".")[0] in NAMED_SOURCES
+                    else ""
+                )
+            )
+        target = getattr(target, part)
+    if isinstance(target, nn.Module):
+        if settings:
+            raise InputSpecError(f"{source} is a module object already: it takes no --set values")
+        result: Any = target
+    elif callable(target):
+        result = _build(source, target, **settings)
+    else:
+        raise SourceError(f"{source} is a {type(target).__name__}, not a model factory")
+    inputs = None
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module):
+        result, inputs = result
+    if not isinstance(result, nn.Module):
+        raise SourceError(
+            f"{source} returned {type(result).__name__}; a factory must return an nn.Module "
+            "or a (module, inputs) pair"
+        )
+    return LoadedModel(result, source, "factory", "generic", DEFAULT_IMAGE_SHAPE, inputs)
+
+
+def _import_source_module(source: str, where: str) -> Any:
+    if where.endswith(".py"):
+        path = Path(where)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if not path.is_file() or spec is None or spec.loader is None:
+            raise SourceError(f"cannot load {source}: no such file {where}")
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as error:
+            raise _import_failed(where, error) from error
+        return module
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # as `python -m` does: modules of the current folder
+    try:
+        return importlib.import_module(where)
+    except ModuleNotFoundError as error:
+        raise SourceError(
+            f"cannot load {source}: no module named {error.name!r} (is its package installed, "
+            "and the module importable from this folder?)"
+        ) from error
+    except Exception as error:
+        raise _import_failed(where, error) from error
+
+
+def _import_failed(where: str, error: Exception) -> SourceError:
+    return SourceError(f"importing {where} failed: {type(error).__name__}: {error}")
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+def example_inputs(
+    loaded: LoadedModel,
+    *,
+    shape: Sequence[str | int] | None = None,
+    seq_len: int | None = None,
+    batch: int = 1,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+) -> Any:
+    """Random inputs for `loaded.model`, in a form `torchtally.analyze` takes.
+
+    :param shape: ``--shape`` words (see `parse_shapes`); the model's default input otherwise.
+    :param seq_len: the number of tokens (text models; audio samples for ``input_values``).
+    :param batch: images, sequences or samples per batch.
+    :param dtype: the floating dtype of image and audio inputs (default: the model's).
+    :param device: where the inputs live (default: where the model's parameters are).
+    """
+    if batch < 1:
+        raise InputSpecError(f"--batch must be at least 1, got {batch}")
+    if seq_len is not None and seq_len < 1:
+        raise InputSpecError(f"--seq-len must be at least 1, got {seq_len}")
+    if loaded.inputs is not None and shape is None and seq_len is None:
+        if batch != 1:
+            raise InputSpecError(
+                f"{loaded.source} returned its own inputs, so --batch does not apply; "
+                "give --shape or --seq-len to have inputs made instead"
+            )
+        return loaded.inputs
+    maker = _InputMaker(loaded.model, dtype, device, seed)
+    shapes = parse_shapes(shape, loaded.default_shape)
+    if loaded.task == "transformers":
+        return _transformers_inputs(loaded, maker, shapes, seq_len, batch)
+    if seq_len is not None:
+        if shapes is not None:
+            raise InputSpecError("give either --shape or --seq-len, not both")
+        if loaded.task != "generic":
+            raise InputSpecError(
+                f"--seq-len does not apply to {loaded.source}, which takes images: use --shape"
+            )
+        return maker.token_ids((batch, seq_len), _vocab_size(loaded.model, loaded.source))
+    shapes = shapes or (loaded.default_shape,)
+    if loaded.task in ("detection", "optical_flow", "video", "image"):
+        (image,) = _one_shape(shapes, loaded)
+        if loaded.task == "detection":  # a list of (C, H, W) images
+            return ([maker.floats(image) for _ in range(batch)],)
+        if loaded.task == "optical_flow":  # two frames
+            return (maker.floats((batch, *image)), maker.floats((batch, *image)))
+        return maker.floats((batch, *image))
+    tensors = tuple(maker.floats((batch, *s)) for s in shapes)
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
+def _one_shape(shapes: tuple[tuple[int, ...], ...], loaded: LoadedModel) -> tuple[tuple[int, ...]]:
+    expected = len(loaded.default_shape)
+    if len(shapes) != 1 or len(shapes[0]) != expected:
+        what = "video clip" if loaded.task == "video" else "image"
+        raise InputSpecError(
+            f"{loaded.source} takes one {what} of {expected} sizes without the batch "
+            f"(e.g. --shape {' '.join(map(str, loaded.default_shape))}); got "
+            f"{' '.join(_comma(s) for s in shapes)}"
+        )
+    return (shapes[0],)
+
+
+class _InputMaker:
+    """Seeded random tensors on the model's device, floating ones in the model's dtype."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dtype: torch.dtype | None,
+        device: str | torch.device | None,
+        seed: int,
+    ) -> None:
+        param = next(iter(model.parameters()), None)
+        self.device = torch.device(device) if device is not None else _device_of(param)
+        if dtype is None and param is not None and param.is_floating_point():
+            dtype = param.dtype
+        self.dtype = dtype or torch.get_default_dtype()
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def floats(self, shape: tuple[int, ...]) -> torch.Tensor:
+        if self.device.type == "meta":
+            return torch.empty(shape, dtype=self.dtype, device="meta")
+        values = torch.randn(shape, generator=self.generator)
+        return values.to(device=self.device, dtype=self.dtype)
+
+    def token_ids(self, shape: tuple[int, ...], vocab_size: int) -> torch.Tensor:
+        if self.device.type == "meta":
+            return torch.empty(shape, dtype=torch.long, device="meta")
+        ids = torch.randint(0, vocab_size, shape, generator=self.generator)
+        return ids.to(self.device)
+
+
+def _device_of(param: torch.Tensor | None) -> torch.device:
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _vocab_size(model: nn.Module, source: str) -> int:
+    """The vocabulary of a text model: its config's vocab_size, or its first embedding's size."""
+    config = getattr(model, "config", None)
+    size = getattr(config, "vocab_size", None) or getattr(
+        getattr(config, "text_config", None), "vocab_size", None
+    )
+    if isinstance(size, int):
+        return size
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            return module.num_embeddings
+    raise InputSpecError(
+        f"--seq-len makes token ids, but {source} has no vocab_size in a config and no "
+        "nn.Embedding to take it from; give --shape instead"
+    )
+
+
+def _transformers_inputs(
+    loaded: LoadedModel,
+    maker: _InputMaker,
+    shapes: tuple[tuple[int, ...], ...] | None,
+    seq_len: int | None,
+    batch: int,
+) -> dict[str, Any]:
+    """Keyword inputs a Hugging Face model's forward names: token ids, decoder token ids for
+    encoder-decoder models, pixel values, audio features (Whisper) or samples (wav2vec2)."""
+    model = loaded.model
+    config = model.config
+    takes = inspect.signature(model.forward).parameters
+    main = getattr(model, "main_input_name", "input_ids")
+    inputs: dict[str, Any] = {}
+    tokens = seq_len or _default_tokens(config)
+    wants_ids = main == "input_ids" or (
+        "input_ids" in takes and getattr(config, "text_config", None) is not None
+    )
+    if wants_ids:
+        inputs["input_ids"] = maker.token_ids((batch, tokens), _vocab_size(model, loaded.source))
+    wants_pixels = main == "pixel_values" or (
+        "pixel_values" in takes and getattr(config, "vision_config", None) is not None
+    )
+    if wants_pixels:
+        (image,) = _one_shape(shapes or (loaded.default_shape,), loaded)
+        inputs["pixel_values"] = maker.floats((batch, *image))
+    elif shapes is not None and main not in ("input_features",):
+        raise InputSpecError(
+            f"--shape does not apply to {loaded.source}, which takes {main}: use --seq-len"
+        )
+    if main == "input_features":  # Whisper: mel bins x 2 frames per encoder position
+        features = shapes[0] if shapes else _whisper_features(config, loaded.source)
+        inputs["input_features"] = maker.floats((batch, *features))
+    elif main == "input_values":  # raw audio samples
+        inputs["input_values"] = maker.floats((batch, seq_len or DEFAULT_AUDIO_SAMPLES))
+    elif not inputs:
+        raise InputSpecError(
+            f"cannot make inputs for {loaded.source}, whose forward takes {main}; write a "
+            "factory (package.module:factory) that returns (model, inputs)"
+        )
+    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in takes:
+        decoder_tokens = seq_len or _default_tokens(config, decoder=True)
+        inputs["decoder_input_ids"] = maker.token_ids(
+            (batch, decoder_tokens), _vocab_size(model, loaded.source)
+        )
+    elif seq_len is not None and not wants_ids and main != "input_values":
+        raise InputSpecError(
+            f"--seq-len does not apply to {loaded.source}, which takes {main}: use --shape"
+        )
+    if "use_cache" in takes:
+        inputs["use_cache"] = False  # count the forward pass, not the building of a cache
+    return inputs
+
+
+def _default_tokens(config: Any, decoder: bool = False) -> int:
+    """128 tokens, or fewer if the model's position table is shorter."""
+    names = ("max_target_positions",) if decoder else ()
+    for name in (*names, "max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return min(DEFAULT_SEQ_LEN, value)
+    return DEFAULT_SEQ_LEN
+
+
+def _whisper_features(config: Any, source: str) -> tuple[int, int]:
+    bins = getattr(config, "num_mel_bins", None)
+    positions = getattr(config, "max_source_positions", None)
+    if not isinstance(bins, int) or not isinstance(positions, int):
+        raise InputSpecError(
+            f"cannot tell the input_features shape of {source}: give --shape BINS,FRAMES"
+        )
+    return (bins, 2 * positions)  # two conv frames per encoder position (stride 2)
