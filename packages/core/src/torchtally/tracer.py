@@ -318,7 +318,7 @@ def _run_backward(
     else:
         roots = [t for t in tree_leaves(outputs) if _differentiable(t)]
     roots = [t for t in roots if isinstance(t, torch.Tensor) and t.grad_fn is not None]
-    leaves = [p for p in model.parameters() if p.requires_grad]
+    leaves: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
     leaves += [t for t in tree_leaves(inputs) if isinstance(t, torch.Tensor) and t.requires_grad]
     if not roots or not leaves:
         raise ValueError(
