@@ -1,4 +1,5 @@
-"""Leave the user's model exactly as it was: weights, buffers, flags, hooks, grad mode, RNG."""
+"""Leave the user's model exactly as it was: weights, buffers, gradients, flags, hooks, attributes,
+grad mode, default dtype and device, deterministic mode and RNG."""
 
 from __future__ import annotations
 
@@ -9,8 +10,13 @@ from typing import Any
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor
+from torch.nn.parameter import is_lazy
 
-_HOOK_DICTS = (
+# Per-module dicts a forward may change in place: slots, submodules and every kind of hook.
+_MODULE_DICTS = (
+    "_parameters",
+    "_buffers",
+    "_modules",
     "_forward_hooks",
     "_forward_hooks_with_kwargs",
     "_forward_hooks_always_called",
@@ -18,56 +24,117 @@ _HOOK_DICTS = (
     "_forward_pre_hooks_with_kwargs",
     "_backward_hooks",
     "_backward_pre_hooks",
+    "_state_dict_hooks",
+    "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
 )
+_MODULE_SETS = ("_non_persistent_buffers_set",)
 
 
 class ModelGuard:
-    """Snapshot of what a forward pass may change, restored by `restore`.
+    """Snapshot of what a forward (and backward) pass may change, restored by `restore`.
 
-    Buffers are copied up front (batch norm changes its running statistics without declaring it
-    in the op schema). Parameters are copied only when an op declares a write to one (copy on
-    write), so a large model costs no extra memory.
+    Module attributes that hold tensors or modules are restored shallowly: one a forward added (a
+    cache, maybe of fake tensors) is removed, one it rebound is bound back; a class it changed
+    (lazy modules) is changed back. Buffers are
+    copied up front (batch norm changes its running statistics without declaring it in the op
+    schema). Parameters and gradients are copied only when an op declares a write to one (copy
+    on write), so a large model costs no extra memory.
     """
 
     def __init__(self, model: nn.Module) -> None:
         self.modules = list(model.modules())
+        self.classes = [type(m) for m in self.modules]
         self.training = [m.training for m in self.modules]
-        self.slots = [(dict(m._parameters), dict(m._buffers)) for m in self.modules]
-        self.hooks = [
-            {attr: dict(getattr(m, attr)) for attr in _HOOK_DICTS if hasattr(m, attr)}
+        self.attributes = [dict(vars(m)) for m in self.modules]
+        self.dicts = [
+            {attr: dict(d) for attr in _MODULE_DICTS if isinstance(d := vars(m).get(attr), dict)}
+            for m in self.modules
+        ]
+        self.sets = [
+            {attr: set(s) for attr in _MODULE_SETS if isinstance(s := vars(m).get(attr), set)}
             for m in self.modules
         ]
         params = list(model.parameters())
         self.requires_grad = [(p, p.requires_grad) for p in params]
+        self.grads = [(p, p.grad) for p in params if not is_lazy(p)]
         self.buffers = [(b, b.detach().clone()) for b in model.buffers() if _is_real(b)]
-        self._param_storages = {_storage_key(p): p for p in params if _is_real(p)}
-        self._saved_params: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        watched = [*params, *(grad for _, grad in self.grads if grad is not None)]
+        self._storages = {
+            _storage_key(t): t for t in watched if _is_real(t) and t.numel() > 0
+        }  # storage -> the parameter or gradient that owns it
+        self._saved: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def before_write(self, value: Any) -> None:
         """Called by the tracer before an op writes to `value` in place."""
-        if not isinstance(value, torch.Tensor) or not self._param_storages or not _is_real(value):
+        if not isinstance(value, torch.Tensor) or not self._storages or not _is_real(value):
             return
-        key = _storage_key(value)
-        param = self._param_storages.get(key)
-        if param is not None and id(param) not in self._saved_params:
-            self._saved_params[id(param)] = (param, param.detach().clone())
+        owner = self._storages.get(_storage_key(value))
+        if owner is not None and id(owner) not in self._saved:
+            self._saved[id(owner)] = (owner, owner.detach().clone())
 
     def restore(self) -> None:
         with torch.no_grad():
-            for module, training, (params, buffers), hooks in zip(
-                self.modules, self.training, self.slots, self.hooks, strict=False
+            for module, cls, training, attributes, dicts, sets in zip(
+                self.modules,
+                self.classes,
+                self.training,
+                self.attributes,
+                self.dicts,
+                self.sets,
+                strict=True,
             ):
+                if type(module) is not cls:
+                    module.__class__ = cls
                 module.training = training
-                _replace(module._parameters, params)
-                _replace(module._buffers, buffers)
-                for attr, saved_hooks in hooks.items():
-                    _replace(getattr(module, attr), saved_hooks)
+                _restore_attributes(vars(module), attributes)
+                for attr, saved in dicts.items():
+                    _replace(getattr(module, attr), saved)
+                for attr, saved_set in sets.items():
+                    current = getattr(module, attr)
+                    if current != saved_set:
+                        current.clear()
+                        current.update(saved_set)
             for buffer, buffer_copy in self.buffers:
                 buffer.copy_(buffer_copy)
-            for param, param_copy in self._saved_params.values():
-                param.copy_(param_copy)
+            for tensor, tensor_copy in self._saved.values():
+                tensor.copy_(tensor_copy)
             for param, flag in self.requires_grad:
-                param.requires_grad_(flag)
+                if param.requires_grad != flag:
+                    param.requires_grad_(flag)
+            for param, grad in self.grads:
+                if param.grad is not grad:
+                    param.grad = grad
+
+
+_MISSING = object()
+
+
+def _restore_attributes(current: dict[str, Any], saved: dict[str, Any]) -> None:
+    """Undo what a forward did to attributes that hold tensors or modules (caches, fakes).
+
+    Plain Python values (a call counter, a flag) are left as the forward set them, as after an
+    ordinary call of the model.
+    """
+    for key in [k for k in current if k not in saved and _holds_tensors(current[k])]:
+        del current[key]
+    for key, value in saved.items():
+        now = current.get(key, _MISSING)
+        if now is not value and (_holds_tensors(value) or _holds_tensors(now)):
+            current[key] = value
+
+
+def _holds_tensors(value: Any, depth: int = 3) -> bool:
+    if isinstance(value, (torch.Tensor, nn.Module)):
+        return True
+    if depth == 0:
+        return False
+    if isinstance(value, (list, tuple, set)):
+        return any(_holds_tensors(v, depth - 1) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_tensors(v, depth - 1) for v in value.values())
+    return False
 
 
 def _replace(target: dict[Any, Any], saved: dict[Any, Any]) -> None:
@@ -77,7 +144,8 @@ def _replace(target: dict[Any, Any], saved: dict[Any, Any]) -> None:
 
 
 def _is_real(tensor: torch.Tensor) -> bool:
-    return tensor.device.type != "meta" and not isinstance(tensor, FakeTensor)
+    """A tensor with data of its own: not meta, fake or an uninitialized lazy parameter."""
+    return not (tensor.device.type == "meta" or isinstance(tensor, FakeTensor) or is_lazy(tensor))
 
 
 def _storage_key(tensor: torch.Tensor) -> int:
@@ -90,6 +158,9 @@ def preserve_model_state(model: nn.Module) -> Iterator[ModelGuard]:
     guard = ModelGuard(model)
     grad_enabled = torch.is_grad_enabled()
     default_dtype = torch.get_default_dtype()
+    default_device = torch.get_default_device()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    deterministic_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     rng = torch.random.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     try:
@@ -98,6 +169,13 @@ def preserve_model_state(model: nn.Module) -> Iterator[ModelGuard]:
         guard.restore()
         torch.set_grad_enabled(grad_enabled)
         torch.set_default_dtype(default_dtype)
+        if torch.get_default_device() != default_device:
+            torch.set_default_device(default_device)
+        if (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        ) != (deterministic, deterministic_warn_only):
+            torch.use_deterministic_algorithms(deterministic, warn_only=deterministic_warn_only)
         torch.random.set_rng_state(rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
