@@ -10,12 +10,12 @@ imports no torchvision and works whether or not it is installed. ``pixel_shuffle
 from __future__ import annotations
 
 from torchtally import HandlerSet, hookimpl
-from torchtally_vision import resampling, torchvision_ops
+from torchtally_vision import backward, resampling, torchvision_ops
 
 __all__ = ["handlers", "torchtally_handlers"]
 
 handlers = HandlerSet()
-for _module in (resampling, torchvision_ops):
+for _module in (resampling, torchvision_ops, backward):
     _module.register(handlers)
 
 
