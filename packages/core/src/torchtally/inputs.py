@@ -176,12 +176,12 @@ def _refuse_float_ids(model: nn.Module, shapes: list[tuple[int, ...]]) -> None:
     if first is None or not isinstance(first[1], _EMBEDDINGS):
         return
     name, embedding = first
-    shape = ", ".join(str(size) for size in (1, *shapes[0]))
+    shape = (1, *shapes[0])
     raise ValueError(
         f"input_shape builds random float inputs, but this model starts with an embedding "
         f"(module {name or '<root>'!r}: {type(embedding).__name__}({embedding.extra_repr()})), "
         "which takes integer token ids: pass them as inputs instead, e.g. "
-        f"inputs=torch.randint(0, {embedding.num_embeddings}, ({shape},))"
+        f"inputs=torch.randint(0, {embedding.num_embeddings}, {shape})"
     )
 
 
