@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -122,18 +123,23 @@ def resnet50() -> nn.Module:
     return model.eval()
 
 
-# name -> (model builder, input_shape as mmengine takes it: batch size 1 is prepended)
-CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
-    "testnet": (testnet, (10,)),
-    "resnet50": (resnet50, (3, 224, 224)),
+# name -> (model builder, input_shape as mmengine takes it: batch size 1 is prepended,
+# further arguments of torchtally.analyze)
+CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], dict[str, Any]]] = {
+    "testnet": (testnet, (10,), {}),
+    "resnet50": (resnet50, (3, 224, 224), {}),
+    "testnet_backward": (testnet, (10,), {"backward": True}),
 }
 
 
 def analyze_case(name: str) -> tuple[nn.Module, torchtally.Analysis]:
     """The model of golden case `name` and its analysis (as get_model_complexity_info makes it)."""
-    build, input_shape = CASES[name]
+    build, input_shape, options = CASES[name]
     model = build()
-    return model, torchtally.analyze(model, input_shape=input_shape, warn_unsupported=False)
+    analysis = torchtally.analyze(
+        model, input_shape=input_shape, warn_unsupported=False, **options
+    )
+    return model, analysis
 
 
 def render_case(analysis: torchtally.Analysis) -> dict[str, str]:

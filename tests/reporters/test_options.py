@@ -33,9 +33,9 @@ def test_unknown_format_lists_the_installed_ones(testnet_case: Case) -> None:
 @pytest.mark.parametrize(
     ("fmt", "valid"),
     [
-        ("table", "flop_unit, max_depth, metrics, show_param_shapes, units"),
-        ("markdown", "flop_unit, max_depth, metrics, show_param_shapes, units"),
-        ("arch", "flop_unit, max_depth, metrics, units"),
+        ("table", "flop_unit, max_depth, metrics, show_param_shapes, split_phases, units"),
+        ("markdown", "flop_unit, max_depth, metrics, show_param_shapes, split_phases, units"),
+        ("arch", "flop_unit, max_depth, metrics, split_phases, units"),
         ("json", "flop_unit, metrics"),
         ("parameters", "max_depth, units"),
     ],

@@ -11,14 +11,15 @@ from typing import Any
 
 from torchtally import Analysis
 from torchtally.records import ModuleInfo
-from torchtally_reporters.options import PARAMS, Options, parse_options
-from torchtally_reporters.stats import arch_label, format_number, metric_by_module
+from torchtally_reporters.options import PARAMS, Column, Options, parse_options
+from torchtally_reporters.stats import arch_label, by_phase_text, format_number, metric_by_module
 
 ARCH_OPTIONS: Mapping[str, Any] = {
     "max_depth": None,
     "metrics": None,
     "units": "human",
     "flop_unit": "mac",
+    "split_phases": None,
 }
 UNCALLED = "N/A"
 UNCALLED_NOTE = (
@@ -42,32 +43,39 @@ def _shows_uncalled(analysis: Analysis, options: Options) -> bool:
 
 
 def stats_lines(analysis: Analysis, options: Options) -> dict[str, str]:
-    """The counts line of every module that gets one, by canonical name."""
+    """The counts line of every module that gets one, by canonical name.
+
+    With phases split a count reads ``#flops: 0.3K (forward 100, backward 0.2K)``.
+    """
     counts = {
-        metric: (
+        column.key: (
             dict(analysis.params)
-            if metric == PARAMS
-            else metric_by_module(analysis, metric, options)
+            if column.metric == PARAMS
+            else metric_by_module(analysis, column.metric, options, column.phase)
         )
-        for metric in options.metrics
+        for column in options.columns
     }
     uncalled = analysis.uncalled_modules
     lines = {}
     for name in analysis.modules:
-        values = {metric: counts[metric].get(name, 0) for metric in options.metrics}
+        values = {key: by_module.get(name, 0) for key, by_module in counts.items()}
         if name and name not in uncalled and not any(values.values()):
             continue
         lines[name] = ", ".join(
-            f"{arch_label(metric)}: {_shown(metric, value, name in uncalled, options)}"
-            for metric, value in values.items()
+            f"{arch_label(metric)}: {_shown(metric, values, name in uncalled, options)}"
+            for metric in options.metrics
         )
     return lines
 
 
-def _shown(metric: str, value: int, uncalled: bool, options: Options) -> str:
+def _shown(metric: str, values: Mapping[str, int], uncalled: bool, options: Options) -> str:
     if uncalled and metric != PARAMS:
         return UNCALLED
-    return format_number(value, options, ARCH_DIGITS)
+    text = format_number(values[metric], options, ARCH_DIGITS)
+    if metric == PARAMS or not options.phases:
+        return text
+    split = {phase: values[Column(metric, phase).key] for phase in options.phases}
+    return f"{text} {by_phase_text(split, options, ARCH_DIGITS)}"
 
 
 def module_text(

@@ -1,7 +1,9 @@
 """The ``json`` format: every number of the analysis as raw integers, described by a JSON Schema.
 
 It is `Analysis.to_dict()` with the flop unit among the conventions. ``json.loads`` of the text
-gives back the same numbers.
+gives back the same numbers. With a backward pass, ``metrics`` holds the sums of both phases and
+the optional ``phases`` section each phase's counts (schema version 1 still: readers that do not
+know ``phases`` read the sums).
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ def analysis_document(analysis: Analysis, options: Options) -> dict[str, Any]:
         for metric in options.metrics
         if metric != PARAMS
     }
+    if "phases" in document:  # only with a backward pass: the counts of each phase
+        document["phases"] = {
+            phase: {
+                metric: _metric_section(analysis, metric, sections[metric], options)
+                for metric in options.metrics
+                if metric != PARAMS
+            }
+            for phase, sections in document["phases"].items()
+        }
     if PARAMS not in options.metrics:
         del document["params"]
     return document

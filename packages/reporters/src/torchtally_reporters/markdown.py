@@ -10,7 +10,7 @@ import tabulate
 
 from torchtally import Analysis
 from torchtally_reporters.options import Options, parse_options
-from torchtally_reporters.stats import format_number, model_total, plain_name
+from torchtally_reporters.stats import format_number, model_total, phases_text, plain_name
 from torchtally_reporters.table import TABLE_OPTIONS, Row, column_headers, table_rows
 
 MARKDOWN_OPTIONS: Mapping[str, Any] = TABLE_OPTIONS
@@ -19,28 +19,33 @@ MARKDOWN_OPTIONS: Mapping[str, Any] = TABLE_OPTIONS
 def render_markdown(analysis: Analysis, **options: Any) -> str:
     """A totals line, a blank line, and a pipe table with the ``table`` format's rows."""
     opts = parse_options("markdown", analysis, options, MARKDOWN_OPTIONS)
-    body = [_cells(row, opts.metrics) for row in table_rows(analysis, opts)]
+    keys = tuple(column.key for column in opts.columns)
+    body = [_cells(row, keys) for row in table_rows(analysis, opts)]
     table = tabulate.tabulate(
         body,
         headers=[escape_cell(header) for header in column_headers(opts)],
         tablefmt="pipe",
-        colalign=("left", *("right" for _ in opts.metrics)),
+        colalign=("left", *("right" for _ in keys)),
         disable_numparse=True,
     )
     return f"{totals_line(analysis, opts)}\n\n{table}"
 
 
 def totals_line(analysis: Analysis, options: Options) -> str:
-    """``**Totals:** 0.44K parameters, 0.4K flops, 40 activations``."""
-    parts = (
-        f"{format_number(model_total(analysis, metric, options), options)} {plain_name(metric)}"
-        for metric in options.metrics
-    )
+    """``**Totals:** 0.44K parameters, 0.4K flops, 40 activations``; with phases split,
+    ``1.1K flops (forward 400, backward 700)``."""
+    parts = (_total_part(analysis, metric, options) for metric in options.metrics)
     return f"**Totals:** {', '.join(parts)}"
 
 
-def _cells(row: Row, metrics: tuple[str, ...]) -> list[str]:
-    return [code_span(row.name), *(escape_cell(row.cells.get(m, "")) for m in metrics)]
+def _total_part(analysis: Analysis, metric: str, options: Options) -> str:
+    total = format_number(model_total(analysis, metric, options), options)
+    split = phases_text(analysis, metric, options)
+    return " ".join(part for part in (total, plain_name(metric), split) if part)
+
+
+def _cells(row: Row, keys: tuple[str, ...]) -> list[str]:
+    return [code_span(row.name), *(escape_cell(row.cells.get(k, "")) for k in keys)]
 
 
 def code_span(text: str) -> str:

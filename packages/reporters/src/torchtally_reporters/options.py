@@ -16,6 +16,19 @@ FLOPS_PER_MAC = {"mac": 1, "flop": 2}
 
 
 @dataclass(frozen=True)
+class Column:
+    """One column of counts: a metric in one phase, or (`phase` None) summed over the phases."""
+
+    metric: str
+    phase: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The column's name in a row's cells: ``flops``, ``flops:backward``."""
+        return self.metric if self.phase is None else f"{self.metric}:{self.phase}"
+
+
+@dataclass(frozen=True)
 class Options:
     """Every option a format may read; a format only accepts the ones it declares."""
 
@@ -24,10 +37,22 @@ class Options:
     units: str = "human"
     flop_unit: str = "mac"
     show_param_shapes: bool = True
+    # The phases shown in columns of their own before each metric's total; () shows totals only.
+    phases: tuple[str, ...] = ()
 
     def scale(self, metric: str) -> int:
         """The factor a raw count of `metric` is multiplied by before it is shown."""
         return FLOPS_PER_MAC[self.flop_unit] if metric == "flops" else 1
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        """The count columns: per metric, one per phase (when split) then the total."""
+        columns: list[Column] = []
+        for metric in self.metrics:
+            if metric != PARAMS:
+                columns.extend(Column(metric, phase) for phase in self.phases)
+            columns.append(Column(metric))
+        return tuple(columns)
 
 
 def available_metrics(analysis: Analysis) -> tuple[str, ...]:
@@ -55,7 +80,21 @@ def parse_options(
         units=_choice("units", values.get("units", Options.units), UNITS),
         flop_unit=_choice("flop_unit", values.get("flop_unit", Options.flop_unit), FLOP_UNITS),
         show_param_shapes=_flag("show_param_shapes", values.get("show_param_shapes", True)),
+        phases=_phases(values.get("split_phases"), analysis),
     )
+
+
+def _phases(value: Any, analysis: Analysis) -> tuple[str, ...]:
+    """The phases to show apart: all of them when there is more than one, unless told not to."""
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"split_phases must be True, False or None, got {value!r}")
+    phases = tuple(analysis.phases)
+    if value and len(phases) < 2:
+        raise ValueError(
+            "split_phases=True needs an analysis with a backward pass (analyze(..., "
+            "backward=True)); this one ran only the forward pass"
+        )
+    return phases if len(phases) > 1 and value is not False else ()
 
 
 def _max_depth(value: Any) -> int | None:

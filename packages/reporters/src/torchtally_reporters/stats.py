@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torchtally import Analysis, format_count
-from torchtally_reporters.options import PARAMS, Options
+from torchtally_reporters.options import PARAMS, Column, Options
 
 _TABLE_HEADERS = {"flops": "#flops", "activations": "#activations"}
 _ARCH_LABELS = {PARAMS: "#params", "flops": "#flops", "activations": "#acts"}
@@ -15,6 +17,15 @@ def table_header(metric: str, show_param_shapes: bool) -> str:
     if metric == PARAMS:
         return "#parameters or shape" if show_param_shapes else "#parameters"
     return _TABLE_HEADERS.get(metric, f"#{metric}")
+
+
+def column_header(column: Column, options: Options) -> str:
+    """`table_header`, with the phase when phases are split: ``#flops (backward)``, ``#flops
+    (total)``."""
+    header = table_header(column.metric, options.show_param_shapes)
+    if column.metric == PARAMS or not options.phases:
+        return header
+    return f"{header} ({column.phase or 'total'})"
 
 
 def arch_label(metric: str) -> str:
@@ -32,14 +43,35 @@ def format_number(value: float, options: Options, digits: int = 3) -> str:
     return format_count(value, digits) if options.units == "human" else str(value)
 
 
-def metric_by_module(analysis: Analysis, metric: str, options: Options) -> dict[str, int]:
-    """Every module's count of `metric` (not parameters), in the flop unit asked for."""
+def metric_by_module(
+    analysis: Analysis, metric: str, options: Options, phase: str | None = None
+) -> dict[str, int]:
+    """Every module's count of `metric` (not parameters) in `phase` (None: all phases), in the
+    flop unit asked for."""
     scale = options.scale(metric)
-    return {name: count * scale for name, count in analysis.by_module(metric).items()}
+    return {name: count * scale for name, count in analysis.by_module(metric, phase=phase).items()}
 
 
-def model_total(analysis: Analysis, metric: str, options: Options) -> int:
+def model_total(analysis: Analysis, metric: str, options: Options, phase: str | None = None) -> int:
     """The whole model's count of `metric`, parameters included, in the flop unit asked for."""
     if metric == PARAMS:
         return analysis.params.get("", 0)
-    return analysis.total(metric) * options.scale(metric)
+    return analysis.total(metric, phase=phase) * options.scale(metric)
+
+
+def phases_text(analysis: Analysis, metric: str, options: Options, digits: int = 3) -> str:
+    """Each phase's total of `metric` when phases are split, ``(forward 400, backward 700)``;
+    otherwise (and for parameters) ``""``."""
+    if metric == PARAMS or not options.phases:
+        return ""
+    return by_phase_text(
+        {phase: model_total(analysis, metric, options, phase) for phase in options.phases},
+        options,
+        digits,
+    )
+
+
+def by_phase_text(values: Mapping[str, int], options: Options, digits: int = 3) -> str:
+    """``{"forward": 400, "backward": 700}`` -> ``(forward 400, backward 0.7K)``."""
+    parts = (f"{phase} {format_number(value, options, digits)}" for phase, value in values.items())
+    return f"({', '.join(parts)})"

@@ -17,7 +17,7 @@ import tabulate
 
 from torchtally import Analysis
 from torchtally_reporters.options import PARAMS, Options, parse_options
-from torchtally_reporters.stats import format_number, metric_by_module, table_header
+from torchtally_reporters.stats import column_header, format_number, metric_by_module
 
 TABLE_OPTIONS: Mapping[str, Any] = {
     "max_depth": 3,
@@ -25,6 +25,7 @@ TABLE_OPTIONS: Mapping[str, Any] = {
     "units": "human",
     "flop_unit": "mac",
     "show_param_shapes": True,
+    "split_phases": None,
 }
 ROOT_LABEL = "model"
 
@@ -44,7 +45,8 @@ class Row:
 def render_table(analysis: Analysis, **options: Any) -> str:
     """mmengine's complexity table (``+---+`` grid, rows indented by level)."""
     opts = parse_options("table", analysis, options, TABLE_OPTIONS)
-    body = [_indented(row, opts.metrics) for row in table_rows(analysis, opts)]
+    keys = tuple(column.key for column in opts.columns)
+    body = [_indented(row, keys) for row in table_rows(analysis, opts)]
     text: str = tabulate.tabulate(
         body,
         headers=column_headers(opts),
@@ -57,12 +59,12 @@ def render_table(analysis: Analysis, **options: Any) -> str:
 
 
 def column_headers(options: Options) -> list[str]:
-    return ["module", *(table_header(m, options.show_param_shapes) for m in options.metrics)]
+    return ["module", *(column_header(column, options) for column in options.columns)]
 
 
-def _indented(row: Row, metrics: tuple[str, ...]) -> list[str]:
+def _indented(row: Row, keys: tuple[str, ...]) -> list[str]:
     indent = " " * row.depth
-    return [indent + row.name, *(indent + row.cells[m] if m in row.cells else "" for m in metrics)]
+    return [indent + row.name, *(indent + row.cells[k] if k in row.cells else "" for k in keys)]
 
 
 def table_rows(analysis: Analysis, options: Options) -> list[Row]:
@@ -75,15 +77,17 @@ def table_rows(analysis: Analysis, options: Options) -> list[Row]:
 
 
 def collect_stats(analysis: Analysis, options: Options) -> Stats:
-    """Counts per row name: parameter-tree entries first (in their order), then other modules."""
+    """Counts per row name and column key: parameter-tree entries first (in their order), then
+    other modules."""
     stats: Stats = {}
     if PARAMS in options.metrics:
         for name, count in analysis.params.items():
             stats[name] = {PARAMS: count}
-    for metric in options.metrics:
-        if metric != PARAMS:
-            for name, count in metric_by_module(analysis, metric, options).items():
-                stats.setdefault(name, {})[metric] = count
+    for column in options.columns:
+        if column.metric != PARAMS:
+            by_module = metric_by_module(analysis, column.metric, options, column.phase)
+            for name, count in by_module.items():
+                stats.setdefault(name, {})[column.key] = count
     return stats
 
 
@@ -109,9 +113,9 @@ def format_cells(stats: Stats, analysis: Analysis, options: Options) -> Cells:
     shapes = analysis.param_shapes
     cells: Cells = {}
     for name, counts in stats.items():
-        row = {metric: format_number(count, options) for metric, count in counts.items()}
+        row = {key: format_number(count, options) for key, count in counts.items()}
         if name in uncalled:
-            row.update({metric: "" for metric in row if metric != PARAMS})
+            row.update({key: "" for key in row if key != PARAMS})
         if name in shapes:
             row[PARAMS] = str(shapes[name])
         cells[name] = row
