@@ -1,7 +1,9 @@
 """The plugin manager: core's handlers plus every entry point of the group ``torchtally``.
 
 Plugins load lazily, once, on first use (importing torchtally loads none). A plugin that fails to
-import is reported by name, distribution and version, and the others keep working. Setting
+import, or whose hook raises or returns the wrong thing, is reported by name, distribution and
+version, and the others keep working; ``handler_registry(strict=True)`` raises `PluginError`
+instead, for these and for two plugins claiming one op. Setting
 ``TORCHTALLY_DISABLE_PLUGIN_AUTOLOAD=1`` loads core only; plugins can still be registered by hand
 with `get_plugin_manager().register(...)`.
 """
@@ -18,6 +20,7 @@ import pluggy
 
 from torchtally import hookspecs
 from torchtally.handlers import HandlerRegistry, HandlerSet
+from torchtally.reporting import Reporter
 
 GROUP = "torchtally"
 CORE = "torchtally.core"
@@ -28,6 +31,10 @@ hookimpl = pluggy.HookimplMarker(GROUP)
 
 class PluginWarning(UserWarning):
     """A plugin failed to load, or two plugins claim the same op."""
+
+
+class PluginError(RuntimeError):
+    """Raised instead of `PluginWarning` when plugins are checked strictly."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,7 @@ class PluginInfo:
 _manager: pluggy.PluginManager | None = None
 _failures: list[PluginFailure] = []
 _dists: dict[str, tuple[str, str]] = {}
-_registry: tuple[tuple[str, ...], HandlerRegistry] | None = None
+_registry: tuple[tuple[str, ...], HandlerRegistry, list[str]] | None = None
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -102,10 +109,12 @@ def plugin_failures() -> list[PluginFailure]:
     return list(_failures)
 
 
-def handler_registry() -> HandlerRegistry:
+def handler_registry(strict: bool = False) -> HandlerRegistry:
     """Handlers of core and every loaded plugin, core first, then plugins in name order.
 
-    Rebuilt whenever the set of registered plugins changes (e.g. one registered by hand).
+    Rebuilt whenever the set of registered plugins changes (e.g. one registered by hand). With
+    `strict`, a plugin that failed to load or to give its handlers, and two plugins claiming
+    one op, raise `PluginError` instead of the warnings issued when the registry is built.
     """
     global _registry
     manager = get_plugin_manager()
@@ -114,32 +123,63 @@ def handler_registry() -> HandlerRegistry:
         layers = []
         for name, handler_set in _collect(manager, "torchtally_handlers"):
             if not isinstance(handler_set, HandlerSet):
-                warnings.warn(
-                    f"torchtally plugin {name!r}: torchtally_handlers() returned "
-                    f"{type(handler_set).__name__}, expected a torchtally.HandlerSet; ignored",
-                    PluginWarning,
-                    stacklevel=2,
+                _report(
+                    _failure(
+                        name,
+                        f"torchtally_handlers() returned {type(handler_set).__name__}, expected "
+                        "a torchtally.HandlerSet; its handlers are not used",
+                    )
                 )
                 continue
             layers.append((name, handler_set))
         layers.sort(key=lambda layer: (layer[0] != CORE, layer[0]))
         registry = HandlerRegistry(layers)
-        for conflict in registry.conflicts(first_party=[CORE]):
-            warnings.warn(
-                f"plugins {' and '.join(conflict.sources)} both handle {conflict.op} "
-                f"({conflict.metric}); using {conflict.sources[-1]}'s",
-                PluginWarning,
-                stacklevel=2,
+        conflicts = [
+            f"plugins {' and '.join(c.sources)} both handle {c.op} ({c.metric}); "
+            f"using {c.sources[-1]}'s"
+            for c in registry.conflicts(first_party=[CORE])
+        ]
+        for conflict in conflicts:
+            warnings.warn(conflict, PluginWarning, stacklevel=2)
+        _registry = (key, registry, conflicts)
+    if strict:
+        problems = [str(failure) for failure in _failures] + _registry[2]
+        if problems:
+            raise PluginError(
+                "torchtally plugins are broken (strict mode):\n  " + "\n  ".join(problems)
             )
-        _registry = (key, registry)
     return _registry[1]
 
 
+def _failure(name: str, error: str) -> PluginFailure:
+    dist, version = _dists.get(name, ("unknown", "unknown"))
+    if name == CORE:
+        dist, version = "torchtally-core", _core_version()
+    return PluginFailure(name, dist, version, error)
+
+
+def _report(failure: PluginFailure) -> None:
+    """Warn about a plugin failure once per process (until `reset_plugins`)."""
+    if failure in _failures:
+        return
+    _failures.append(failure)
+    warnings.warn(str(failure), PluginWarning, stacklevel=3)
+
+
 def _collect(manager: pluggy.PluginManager, hook_name: str) -> list[tuple[str, Any]]:
-    """Call one hook on each plugin separately, so each result stays tied to its plugin."""
+    """Call one hook on each plugin separately, so each result stays tied to its plugin.
+
+    A plugin whose hook raises is reported (`PluginWarning`) and skipped.
+    """
     results = []
     for impl in getattr(manager.hook, hook_name).get_hookimpls():
-        result = impl.function()
+        try:
+            result = impl.function()
+        except Exception as error:
+            _report(
+                _failure(impl.plugin_name, f"{hook_name}() raised {type(error).__name__}: {error}")
+            )
+            continue
         if result is not None:
             results.append((impl.plugin_name, result))
     return results
@@ -149,7 +189,20 @@ def reporters() -> dict[str, Any]:
     """Every registered output format, by name: ``{name: (reporter, plugin name)}``."""
     found: dict[str, Any] = {}
     for plugin, provided in _collect(get_plugin_manager(), "torchtally_reporters"):
-        for reporter in provided:
+        try:
+            items = list(provided)
+        except TypeError:
+            items = [provided]
+        for reporter in items:
+            if not isinstance(reporter, Reporter):
+                _report(
+                    _failure(
+                        plugin,
+                        f"torchtally_reporters() gave {type(reporter).__name__}, expected "
+                        "torchtally.Reporter objects; it is not used",
+                    )
+                )
+                continue
             if reporter.name in found:
                 warnings.warn(
                     f"plugins {found[reporter.name][1]!r} and {plugin!r} both provide the "

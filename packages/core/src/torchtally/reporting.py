@@ -25,6 +25,14 @@ class UnknownFormatError(ValueError):
     """No installed reporter has the requested name."""
 
 
+class ReporterError(RuntimeError):
+    """A reporter failed (raised, or returned something other than text); names its plugin.
+
+    TypeError and ValueError pass through unchanged: reporters raise them for options they do
+    not accept, which is the caller's mistake, not the plugin's.
+    """
+
+
 def render(analysis: Analysis, format: str, **options: Any) -> str:
     from torchtally.plugins import reporters
 
@@ -38,8 +46,18 @@ def render(analysis: Analysis, format: str, **options: Any) -> str:
         raise UnknownFormatError(
             f"unknown output format {format!r}; installed formats: {', '.join(sorted(available))}"
         )
-    reporter, _plugin = available[format]
-    text = reporter.render(analysis, **options)
+    reporter, plugin = available[format]
+    source = f"the {format!r} output format (plugin {plugin!r})"
+    try:
+        text = reporter.render(analysis, **options)
+    except (TypeError, ValueError) as error:
+        # By convention a reporter's verdict on the options it was given: kept as it is, with
+        # the plugin named in a note (shown in the traceback) in case it is a bug after all.
+        if hasattr(error, "add_note"):  # Python 3.11+
+            error.add_note(f"raised by {source}")
+        raise
+    except Exception as error:
+        raise ReporterError(f"{source} raised {type(error).__name__}: {error}") from error
     if not isinstance(text, str):
-        raise TypeError(f"the {format!r} reporter returned {type(text).__name__}, expected str")
+        raise ReporterError(f"{source} returned {type(text).__name__}, expected str")
     return text
