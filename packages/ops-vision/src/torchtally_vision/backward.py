@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from torchtally.handlers import CountOptions, HandlerSet
+from torchtally.handlers import CountOptions, HandlerSet, OpHandler
 from torchtally.ops.common import no_activations
 from torchtally.records import OpCall, TensorMeta
 from torchtally_vision.resampling import (
@@ -117,7 +117,7 @@ def deform_conv2d_backward_flops(call: OpCall, options: CountOptions) -> dict[st
 
 
 def register(handlers: HandlerSet) -> None:
-    flops = {
+    flops: dict[str, OpHandler] = {
         **dict.fromkeys(UPSAMPLE_BACKWARDS, upsample_backward_flops),
         **dict.fromkeys(ANTIALIAS_BACKWARDS, antialias_backward_flops),
         **dict.fromkeys(GRID_SAMPLER_BACKWARDS, grid_sampler_backward_flops),

@@ -16,12 +16,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from torchtally.handlers import CountOptions, HandlerSet
+from torchtally.handlers import CountOptions, HandlerSet, OpHandler
+from torchtally.ops.catalog import POINTWISE_FLOPS
 from torchtally.ops.common import first_output, no_activations
 from torchtally.ops.elementwise import pointwise_flops
 from torchtally.records import OpCall, TensorMeta
 
-_T = 4  # one transcendental function, as in catalog.py
+_T = POINTWISE_FLOPS["aten::exp"]  # one transcendental function (catalog.py's _T)
 
 
 # -- convolution ------------------------------------------------------------------------------
@@ -103,9 +104,7 @@ def training_batch_norm_backward_flops(call: OpCall) -> int:
 def group_norm_backward_flops(call: OpCall) -> int:
     """Statistics per (sample, group), weight per channel: the per-(sample, channel) sums of g
     and g * x serve every gradient, as in batch norm with batch statistics."""
-    grad_input, grad_weight, grad_bias = _output_mask(call)
-    per_element = batch_norm_backward_per_element(True, grad_input, grad_weight, grad_bias)
-    return _input_elements(call) * per_element
+    return _input_elements(call) * batch_norm_backward_per_element(True, *_output_mask(call))
 
 
 def layer_norm_backward_per_element(
@@ -210,8 +209,6 @@ BACKWARD_POINTWISE_FLOPS: dict[str, int] = {
     "aten::smooth_l1_loss_backward": 4,
     # g * clamp(x - y, -delta, delta): sub, clamp, mul
     "aten::huber_loss_backward": 3,
-    # g * (x - y) / max(x * (1 - x), eps): sub, FMA, max, div, mul (weight: 1 more, below)
-    "aten::binary_cross_entropy_backward": 5,
 }
 
 # gelu_backward with approximate="tanh": u = x (k + k c x^2) (mul, FMA, mul), t = tanh(u),
@@ -223,12 +220,14 @@ GELU_TANH_BACKWARD_FLOPS = _T + 10
 def pointwise_backward_flops(call: OpCall, options: CountOptions) -> Any:
     if not options.elementwise:
         return NotImplemented
-    per_element = BACKWARD_POINTWISE_FLOPS[call.op]
-    if (
-        call.op == "aten::binary_cross_entropy_backward"
-        and call.arguments.get("weight") is not None
-    ):
-        per_element += 1
+    return BACKWARD_POINTWISE_FLOPS[call.op] * first_output(call).numel
+
+
+def binary_cross_entropy_backward_flops(call: OpCall, options: CountOptions) -> Any:
+    """g * (x - y) / max(x * (1 - x), eps): sub, FMA, max, div, mul; 1 more to apply a weight."""
+    if not options.elementwise:
+        return NotImplemented
+    per_element = 6 if call.arguments.get("weight") is not None else 5
     return per_element * first_output(call).numel
 
 
@@ -259,7 +258,7 @@ CONVOLUTION_BACKWARDS = ("aten::convolution_backward", "aten::convolution_backwa
 
 
 def register(handlers: HandlerSet) -> None:
-    flops = {
+    flops: dict[str, OpHandler] = {
         **dict.fromkeys(CONVOLUTION_BACKWARDS, convolution_backward_flops),
         "aten::native_batch_norm_backward": native_batch_norm_backward_flops,
         "aten::batch_norm_backward": batch_norm_backward_flops,
@@ -272,6 +271,7 @@ def register(handlers: HandlerSet) -> None:
         **dict.fromkeys(ADAPTIVE_AVG_POOL_BACKWARDS, adaptive_avg_pool_backward_flops),
         "aten::embedding_dense_backward": embedding_backward_flops,
         **dict.fromkeys(BACKWARD_POINTWISE_FLOPS, pointwise_backward_flops),
+        "aten::binary_cross_entropy_backward": binary_cross_entropy_backward_flops,
         "aten::glu_backward": glu_backward_flops,
         "aten::nll_loss_backward": nll_loss_backward_flops,
         "aten::nll_loss2d_backward": nll_loss_backward_flops,
