@@ -13,6 +13,7 @@ Counted per op, with ``scores = (batch x query heads) x (score entries per head)
   outputs: the score matrix and the output);
 - backward: ``scores * 2 * (E + Ev)`` (dP, dV, dQ, dK: the math path's four bmm); with the
   option ``attention_recompute`` the fused kernels' recomputation of S adds ``scores * E``;
+  activations 0 (gradients are not activations, core's convention);
 - with ``elementwise=True`` also the math path's element-wise work (scaling, mask, softmax,
   dropout), from core's catalog.
 
@@ -30,7 +31,8 @@ from functools import lru_cache
 from typing import Any
 
 from torchtally.handlers import CountOptions, HandlerSet
-from torchtally.ops.catalog import POINTWISE_FLOPS
+from torchtally.ops.catalog import POINTWISE_FLOPS, REDUCTION_FLOPS
+from torchtally.ops.common import no_activations
 from torchtally.records import OpCall, TensorMeta
 
 ATTENTION = "scaled_dot_product_attention"
@@ -47,6 +49,7 @@ MASK_ADD = POINTWISE_FLOPS["aten::add"]  # per score, when a mask or bias is add
 DROPOUT = POINTWISE_FLOPS["aten::div_"] + POINTWISE_FLOPS["aten::mul"]  # mask / (1 - p), * P
 SCALE = POINTWISE_FLOPS["aten::mul"]  # q and k are each multiplied by sqrt(scale)
 SOFTMAX_BACKWARD = POINTWISE_FLOPS["aten::_softmax_backward_data"]  # per score
+GROUP_SUM = REDUCTION_FLOPS["aten::sum"]  # GQA: dK and dV summed over the query heads sharing them
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class Attention:
     qk_dim: int
     v_dim: int
     band: Band | None = None  # causal mask or sliding window
+    grouped: bool = False  # fewer key/value heads than query heads (GQA, MQA)
     biased: bool = False  # an additive mask or bias (the math path adds its causal mask too)
     dropout: bool = False
 
@@ -164,16 +168,12 @@ def backward_flops(att: Attention, options: CountOptions) -> int:
 
 
 def _backward_elementwise(att: Attention, scores: int) -> int:
-    """The math path's backward element-wise ops: softmax's, dropout's and the scaling's."""
+    """The math path's backward element-wise ops: softmax's, dropout's, the scaling's, and with
+    shared key/value heads the sums of dK and dV over the query heads that share them."""
     scaling = SCALE * att.heads * (att.queries + att.keys) * att.qk_dim
     dropout = POINTWISE_FLOPS["aten::mul"] if att.dropout else 0  # dP * mask / (1 - p)
-    return scaling + scores * (SOFTMAX_BACKWARD + dropout)
-
-
-def backward_activations(att: Attention, options: CountOptions) -> int:
-    """The math path's backward bmm outputs: dP, dV, dQ and dK."""
-    gradients = att.keys * att.v_dim + att.queries * att.qk_dim + att.keys * att.qk_dim
-    return att.scores(options) + att.heads * gradients
+    groups = GROUP_SUM * att.heads * att.keys * (att.qk_dim + att.v_dim) if att.grouped else 0
+    return scaling + groups + scores * (SOFTMAX_BACKWARD + dropout)
 
 
 # --- reading each backend's call -------------------------------------------------------------
@@ -204,6 +204,7 @@ def sdpa_call(bias: str | None = None, alignment: str = TOP_LEFT) -> Callable[[O
         band = causal_band(q_len, kv_len, alignment) if causal else None
         return Attention(
             heads=math.prod(q.shape[:-2]),
+            grouped=k.shape[-3] < q.shape[-3] if q.ndim > 2 else False,
             queries=q_len,
             keys=kv_len,
             q_len=q_len,
@@ -227,12 +228,13 @@ def kernel_call(
     max_q: str,
     max_k: str,
     biases: tuple[str, ...] = (),
+    heads_first: bool = False,
 ) -> Callable[[OpCall], Attention]:
-    """Kernel-level ops: q (B, Lq, H, E); packed sequences (``cum_seq_q`` given): (T, H, E).
+    """Kernel-level ops: q (B, Lq, H, E), or (B, H, Lq, E) with `heads_first` (cuDNN).
 
-    The memory-efficient kernel keeps a batch dimension of 1 for packed sequences:
-    (1, T, H, E). With a paged KV cache (``block_table``), k holds pages and `max_k` is the
-    keys' length.
+    Packed sequences (``cum_seq_q`` given) are (T, H, E); the memory-efficient kernel keeps a
+    batch dimension of 1 for them: (1, T, H, E). With a paged KV cache (``block_table``), k
+    holds pages and `max_k` is the keys' length.
     """
 
     def read(call: OpCall) -> Attention:
@@ -240,17 +242,24 @@ def kernel_call(
         k: TensorMeta = call.arg("key")
         v: TensorMeta = call.arg("value")
         if _given(call, cum_seq_q):
-            heads, queries, keys = q.shape[-2], q.shape[-3], k.shape[-3]
+            heads, kv_heads = q.shape[-2], k.shape[-2]
+            queries, keys = q.shape[-3], k.shape[-3]
             q_len = call.arguments.get(max_q) or queries
             kv_len = call.arguments.get(max_k) or keys
         else:
-            heads, queries, keys = q.shape[0] * q.shape[-2], q.shape[1], k.shape[1]
+            if heads_first:
+                heads, kv_heads = q.shape[0] * q.shape[1], k.shape[0] * k.shape[1]
+                queries, keys = q.shape[2], k.shape[2]
+            else:
+                heads, kv_heads = q.shape[0] * q.shape[2], k.shape[0] * k.shape[2]
+                queries, keys = q.shape[1], k.shape[1]
             if _given(call, "block_table"):
                 keys = call.arg(max_k)
             q_len, kv_len = queries, keys
         band = band_rule(call, q_len, kv_len)
         return Attention(
             heads=heads,
+            grouped=kv_heads < heads,
             queries=queries,
             keys=keys,
             q_len=q_len,
@@ -339,7 +348,7 @@ FORWARD_OPS: dict[str, Callable[[OpCall], Attention]] = {
         efficient_band, "cu_seqlens_q", "max_seqlen_q", "max_seqlen_k", ("bias",)
     ),
     "aten::_cudnn_attention_forward": kernel_call(
-        top_left_band, "cum_seq_q", "max_q", "max_k", ("attn_bias",)
+        top_left_band, "cum_seq_q", "max_q", "max_k", ("attn_bias",), heads_first=True
     ),
     "torch_attn::_varlen_attn": kernel_call(flash_band, "cu_seq_q", "max_q", "max_k"),
     "torch_attn::_varlen_attn_out": kernel_call(flash_band, "cu_seq_q", "max_q", "max_k"),
@@ -356,7 +365,7 @@ BACKWARD_OPS: dict[str, Callable[[OpCall], Attention]] = {
         efficient_band, "cu_seqlens_q", "max_seqlen_q", "max_seqlen_k", ("bias",)
     ),
     "aten::_cudnn_attention_backward": kernel_call(
-        top_left_band, "cum_seq_q", "max_q", "max_k", ("attn_bias",)
+        top_left_band, "cum_seq_q", "max_q", "max_k", ("attn_bias",), heads_first=True
     ),
     "torch_attn::_varlen_attn_backward": kernel_call(flash_band, "cu_seq_q", "max_q", "max_k"),
 }
@@ -386,11 +395,7 @@ def register(handlers: HandlerSet) -> None:
             activations=counter(read, forward_activations),
         )
     for op, read in BACKWARD_OPS.items():
-        handlers.add_ops(
-            op,
-            flops=counter(read, backward_flops),
-            activations=counter(read, backward_activations),
-        )
+        handlers.add_ops(op, flops=counter(read, backward_flops), activations=no_activations)
     # The math path: the bmm and element-wise ops F.scaled_dot_product_attention decomposes into
     # are core's; they are reported under the same name as the fused kernels.
     handlers.name_functions({"scaled_dot_product_attention": ATTENTION})
