@@ -79,12 +79,15 @@ class _Faker:
         return fake
 
     def _fake(self, tensor: torch.Tensor) -> torch.Tensor:
-        if tensor.device.type != "meta":
-            return self.fake_mode.from_tensor(tensor)
-        fake = FakeTensor(self.fake_mode, tensor.detach(), self.meta_device)
+        if type(tensor) not in (torch.Tensor, nn.Parameter) or tensor.layout != torch.strided:
+            return self.fake_mode.from_tensor(tensor)  # subclasses, sparse: the general path
+        # Shape, strides and dtype are all a fake needs; much cheaper than from_tensor.
+        meta = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device="meta")
+        device = self.meta_device if tensor.device.type == "meta" else tensor.device
+        fake = FakeTensor(self.fake_mode, meta, device)
         if isinstance(tensor, nn.Parameter):
-            return nn.Parameter(fake, requires_grad=tensor.requires_grad)
-        return fake.requires_grad_(tensor.requires_grad) if tensor.is_floating_point() else fake
+            fake._is_param = True  # isinstance(fake, Parameter), as from_tensor marks it
+        return fake.requires_grad_(True) if tensor.requires_grad else fake
 
 
 @contextmanager

@@ -31,10 +31,15 @@ class TensorMeta(NamedTuple):
         return f"TensorMeta({list(self.shape)}, {dtype})"
 
 
+_SCALARS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device})
+
+
 def record_value(value: Any) -> Any:
     """Replace every tensor in `value` (nested in lists, tuples, dicts) by its `TensorMeta`."""
+    if type(value) in _SCALARS:  # most arguments: checked first, as this runs for every op
+        return value
     if isinstance(value, torch.Tensor):
-        return TensorMeta(tuple(int(s) for s in value.shape), value.dtype)
+        return TensorMeta(tuple(value.shape), value.dtype)
     if isinstance(value, (list, tuple)):
         recorded = [record_value(v) for v in value]
         return recorded if isinstance(value, list) else tuple(recorded)

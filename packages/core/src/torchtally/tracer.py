@@ -170,7 +170,7 @@ class _OpRecorder(TorchDispatchMode):
                 self.failed_op = f"{schema.op}.{schema.overload}"
             raise
         if self.phase == "forward":
-            scope = tuple(self.scope.stack)
+            scope = self.scope.stack
             function = self.functions.current
             if self.track_nodes:
                 self.node_scopes.setdefault(_get_sequence_nr() - 1, scope)
@@ -206,7 +206,7 @@ class _ModuleScope:
 
     def __init__(self, names: dict[int, str]) -> None:
         self.names = names
-        self.stack: list[str] = []
+        self.stack: tuple[str, ...] = ()  # replaced, never mutated: ops share it
         self.called: set[str] = set()
         self.calls: list[ModuleCall] = []
         self.failed_scope: tuple[str, ...] | None = None
@@ -215,7 +215,7 @@ class _ModuleScope:
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         name = self.names.get(id(module))
         if name is not None:
-            self.stack.append(name)
+            self.stack = (*self.stack, name)
             self.called.add(name)
             self._pending.append((name, record_value(args)))
 
@@ -224,8 +224,8 @@ class _ModuleScope:
         if name is None or not self.stack:
             return
         if sys.exc_info()[1] is not None and self.failed_scope is None:
-            self.failed_scope = tuple(self.stack)
-        self.stack.pop()
+            self.failed_scope = self.stack
+        scope, self.stack = self.stack, self.stack[:-1]
         _, inputs = self._pending.pop()
         self.calls.append(
             ModuleCall(
@@ -233,7 +233,7 @@ class _ModuleScope:
                 module=module,
                 inputs=inputs,
                 outputs=record_value(output),
-                scope=(*tuple(self.stack), name),
+                scope=scope,
             )
         )
 
@@ -345,7 +345,7 @@ def _differentiable(value: Any) -> bool:
 def _failure_message(
     error: Exception, scope: _ModuleScope, recorder: _OpRecorder, infos: dict[str, ModuleInfo]
 ) -> str:
-    where = scope.failed_scope or tuple(scope.stack)
+    where = scope.failed_scope or scope.stack
     inner = where[-1] if where else ""
     module = f"module {inner or '<root>'!r} ({infos[inner].type_name})" if inner in infos else ""
     op = f"op {recorder.failed_op}" if recorder.failed_op else ""
