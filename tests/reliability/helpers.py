@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from hypothesis import HealthCheck, settings
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 # Property tests: the same examples every run, no deadline (2 shared cores), modest counts.
 deterministic = settings(
@@ -48,7 +49,11 @@ _GLOBAL_HOOK_DICTS = (
 
 
 def bits(tensor: torch.Tensor) -> torch.Tensor:
-    """The tensor's bytes: equal bits, not just equal values (-0.0 vs 0.0, NaN payloads)."""
+    """The tensor's bytes: equal bits, not just equal values (-0.0 vs 0.0, NaN payloads).
+
+    An uninitialized lazy parameter has no bytes: it gives an empty tensor."""
+    if is_lazy(tensor):
+        return torch.empty(0, dtype=torch.uint8)
     return tensor.detach().reshape(-1).contiguous().view(torch.uint8).clone()
 
 
@@ -95,7 +100,7 @@ class Snapshot:
             model=model,
             state={k: bits(v) for k, v in model.state_dict(keep_vars=True).items()},
             param_ids=[id(p) for p in params],
-            data_ptrs=[p.data_ptr() for p in params],
+            data_ptrs=[0 if is_lazy(p) else p.data_ptr() for p in params],
             grads=[
                 (id(p.grad), bits(p.grad)) if p.grad is not None else (None, None) for p in params
             ],
