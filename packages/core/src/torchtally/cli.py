@@ -364,7 +364,7 @@ def _analyze(args: argparse.Namespace, loaded: LoadedModel, inputs: Any) -> Anal
     if args.backward:
         options["backward"] = True
     made = "" if loaded.inputs is not None and not (args.shape or args.seq_len) else " (inputs"
-    hint = f"{made}: {describe_inputs(inputs)}; check --shape or --seq-len)" if made else ""
+    hint = f"{made}: {describe_inputs(inputs)}; set them with --shape or --seq-len)" if made else ""
     try:
         return analyze(loaded.model, inputs, **options)
     except Exception as error:
