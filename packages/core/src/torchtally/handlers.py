@@ -99,6 +99,8 @@ def _is_composite(op: str) -> bool:
         packet = getattr(getattr(torch.ops, namespace), name)
     except (AttributeError, RuntimeError):
         return False  # not loaded (yet): a custom op from a library imported later
+    if not isinstance(packet, torch._ops.OpOverloadPacket):
+        return False  # a higher-order op (higher_order::flex_attention): the tracer sees it whole
     composite = []
     for overload_name in packet.overloads():
         overload = getattr(packet, overload_name)

@@ -8,6 +8,7 @@ Global module hooks keep the stack of modules whose ``__call__`` is running.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -77,9 +78,12 @@ def _has_forward(module: nn.Module) -> bool:
 class _Schema:
     """Per-op facts cached once: names, argument names and defaults."""
 
-    __slots__ = ("defaults", "names", "op", "overload")
+    __slots__ = ("defaults", "names", "op", "overload", "writes")
 
-    def __init__(self, func: torch._ops.OpOverload) -> None:
+    def __init__(self, func: Any) -> None:
+        if isinstance(func, torch._ops.HigherOrderOperator):
+            self._init_higher_order(func)
+            return
         schema = func._schema
         self.op = schema.name
         self.overload = func._overloadname
@@ -87,6 +91,21 @@ class _Schema:
         self.defaults = [
             a.default_value if a.has_default_value() else None for a in schema.arguments
         ]
+        self.writes = [
+            i
+            for i, a in enumerate(schema.arguments)
+            if a.alias_info is not None and a.alias_info.is_write
+        ]
+
+    def _init_higher_order(self, func: torch._ops.HigherOrderOperator) -> None:
+        """A higher-order op (flex attention) has no schema: ``__call__`` names its arguments."""
+        self.op = f"higher_order::{func.name()}"
+        self.overload = "default"
+        parameters = list(inspect.signature(type(func).__call__).parameters.values())[1:]
+        parameters = [p for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
+        self.names = [p.name for p in parameters]
+        self.defaults = [None if p.default is p.empty else p.default for p in parameters]
+        self.writes = []
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         bound = {}
@@ -120,11 +139,13 @@ class _FunctionScope(TorchFunctionMode):
 class _OpRecorder(TorchDispatchMode):
     """Records one `OpCall` per op, and saves a parameter before an op first writes to it.
 
-    In the backward pass no module is running; an op takes the scope of the forward op that made
-    the autograd node it runs for. Nodes are told apart by sequence number: a node takes the
-    next number before its op reaches the dispatcher, so the first op that sees number n + 1
-    made node n.
+    In the backward pass no module is running; an op takes the module scope and function of the
+    forward op that made the autograd node it runs for. Nodes are told apart by sequence number:
+    a node takes the next number before its op reaches the dispatcher, so the first op that sees
+    number n + 1 made node n.
     """
+
+    supports_higher_order_operators = True  # flex attention reaches the tracer as one op
 
     def __init__(
         self, scope: _ModuleScope, functions: _FunctionScope, guard: Any, track_nodes: bool
@@ -138,9 +159,8 @@ class _OpRecorder(TorchDispatchMode):
         self.recording = True
         self.phase = "forward"
         self.track_nodes = track_nodes
-        self.node_scopes: dict[int, tuple[str, ...]] = {}
+        self.node_origins: dict[int, tuple[tuple[str, ...], str | None]] = {}
         self._schemas: dict[Any, _Schema] = {}
-        self._writes: dict[Any, list[int]] = {}
 
     def __torch_dispatch__(
         self,
@@ -155,12 +175,7 @@ class _OpRecorder(TorchDispatchMode):
         schema = self._schemas.get(func)
         if schema is None:
             schema = self._schemas[func] = _Schema(func)
-            self._writes[func] = [
-                i
-                for i, a in enumerate(func._schema.arguments)
-                if a.alias_info is not None and a.alias_info.is_write
-            ]
-        for i in self._writes[func]:
+        for i in schema.writes:
             if i < len(args):
                 self.guard.before_write(args[i])
         try:
@@ -173,11 +188,11 @@ class _OpRecorder(TorchDispatchMode):
             scope = self.scope.stack
             function = self.functions.current
             if self.track_nodes:
-                self.node_scopes.setdefault(_get_sequence_nr() - 1, scope)
+                self.node_origins.setdefault(_get_sequence_nr() - 1, (scope, function))
         else:
             node = torch._C._current_autograd_node()
-            scope = self.node_scopes.get(node._sequence_nr(), ()) if node is not None else ()
-            function = None
+            origin = self.node_origins.get(node._sequence_nr()) if node is not None else None
+            scope, function = origin or ((), None)
         self.ops.append(
             OpCall(
                 op=schema.op,
@@ -285,6 +300,7 @@ def run_traced(
             stack.enter_context(fake_mode)
         recorder = _OpRecorder(scope, functions, guard, track_nodes=backward)
         stack.enter_context(torch.set_grad_enabled(backward))
+        stack.enter_context(_eager_flex_attention())
         stack.enter_context(scope.installed())
         stack.enter_context(recorder)
         stack.enter_context(functions)
@@ -303,6 +319,23 @@ def run_traced(
         input_shapes=input_shapes,
         mode=mode,
     )
+
+
+@contextmanager
+def _eager_flex_attention() -> Iterator[None]:
+    """Eager flex attention compiles itself, which a dispatch mode prevents; this makes it call
+    its higher-order op directly, which the tracer records as ``higher_order::flex_attention``."""
+    module = sys.modules.get("torch.nn.attention.flex_attention")
+    flag = "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG"
+    if module is None or not hasattr(module, flag):
+        yield
+        return
+    saved = getattr(module, flag)
+    setattr(module, flag, True)
+    try:
+        yield
+    finally:
+        setattr(module, flag, saved)
 
 
 def _run_backward(
