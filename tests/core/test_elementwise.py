@@ -138,6 +138,8 @@ REDUCTION_CASES = [
         Fn(lambda x: x.logsumexp(-1)), X, "aten::logsumexp", 4 + 3, 2 * 3 * 4, id="logsumexp"
     ),
     pytest.param(Fn(lambda x: x.cumsum(-1)), X, "aten::cumsum", 1, 2 * 3 * 4, id="cumsum"),
+    # histc: subtract the low edge, scale, add one to the bin
+    pytest.param(Fn(lambda x: x.histc(bins=4)), X, "aten::histc", 3, 2 * 3 * 4, id="histc"),
 ]
 
 ALL_CASES = [

@@ -500,6 +500,8 @@ REDUCTION_FLOPS: dict[str, int] = {
     "aten::_aminmax": 2,  # a compare for the min and one for the max
     "aten::aminmax": 2,
     "aten::count_nonzero": 2,  # compare, add
+    # histograms (MoE routing counts tokens per expert): subtract the low edge, scale, add one
+    "aten::histc": 3,
     # p-norms: |x|^p accumulated; for p=2 that is one FMA (acc + x * x). Other p cost a bit
     # more (abs, pow); we charge every p the same.
     "aten::linalg_vector_norm": 1,
