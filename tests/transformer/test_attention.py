@@ -317,3 +317,76 @@ def test_multihead_attention_without_weights_runs_the_cpu_flash_kernel() -> None
         ATTENTION: 2 * (2 * 4 * 10 * 10 * 8),
     }
     assert analysis.unsupported_ops() == {"aten::add": 1}  # the in-projection's bias, see README
+
+
+# --- flex attention ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["real", "fake"])
+def test_flex_attention_counts_like_sdpa(tally: Any, mode: str) -> None:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    q, k, v = qkv(2, 4, 128, 128, 16, hkv=2)
+
+    def alibi_like(score: torch.Tensor, b: Any, h: Any, q_idx: Any, kv_idx: Any) -> torch.Tensor:
+        return score + (q_idx - kv_idx)
+
+    flex = tally(
+        lambda q, k, v: flex_attention(q, k, v, score_mod=alibi_like, enable_gqa=True),
+        q,
+        k,
+        v,
+        mode=mode,
+    )
+    assert "higher_order::flex_attention" in ops_run(flex)
+    # 2*4*128*128*16 for each matmul; score_mod's own arithmetic is not counted
+    assert flex.by_operator() == {ATTENTION: 2 * (2 * 4 * 128 * 128 * 16)}
+    sdpa = tally(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True), q, k, v)
+    assert flex.by_operator() == sdpa.by_operator()
+    assert flex.by_operator("activations") == sdpa.by_operator("activations")
+
+
+def test_flex_attention_counts_every_block_of_a_block_mask(tally: Any) -> None:
+    # The block mask's sparsity is data (how many key blocks each query block visits), which the
+    # trace does not keep: every score is counted, with or without causal="half".
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    q, k, v = qkv(1, 2, 256, 256, 16)
+    causal = create_block_mask(
+        lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, None, None, 256, 256, device="cpu"
+    )
+    flex = tally(
+        lambda q, k, v: flex_attention(q, k, v, block_mask=causal),
+        q,
+        k,
+        v,
+        options={"causal": "half"},
+    )
+    assert flex.by_operator() == {ATTENTION: 2 * (1 * 2 * 256 * 256 * 16)}
+
+
+def test_flex_attention_backward_by_hand() -> None:
+    from torch._higher_order_ops.flex_attention import flex_attention_backward
+
+    from .helpers import recorded_higher_order
+
+    # PyTorch runs flex attention's backward on GPUs only: the call as the tracer records it
+    call = recorded_higher_order(
+        flex_attention_backward,
+        T(2, 4, 128, 16),  # query
+        T(2, 2, 128, 16),  # key
+        T(2, 2, 128, 16),  # value
+        T(2, 4, 128, 16),  # out
+        T(2, 4, 128),  # logsumexp
+        T(2, 4, 128, 16),  # grad_out
+        None,  # grad_logsumexp
+        None,  # fw_graph
+        None,  # joint_graph
+        (),  # block_mask
+        0.25,  # scale
+        {},  # kernel_options
+        phase="backward",
+    )
+    # dV, dP, dQ, dK: 4 * 2*4*128*128*16
+    assert count_calls(call).by_operator() == {ATTENTION: 4 * (2 * 4 * 128 * 128 * 16)}
+    assert count_calls(call).total("activations") == 0

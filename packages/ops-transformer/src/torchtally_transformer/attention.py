@@ -352,6 +352,8 @@ FORWARD_OPS: dict[str, Callable[[OpCall], Attention]] = {
     ),
     "torch_attn::_varlen_attn": kernel_call(flash_band, "cu_seq_q", "max_q", "max_k"),
     "torch_attn::_varlen_attn_out": kernel_call(flash_band, "cu_seq_q", "max_q", "max_k"),
+    # flex attention runs as a higher-order op, which the tracer records with these names
+    "higher_order::flex_attention": flex_call,
 }
 
 BACKWARD_OPS: dict[str, Callable[[OpCall], Attention]] = {
@@ -368,11 +370,8 @@ BACKWARD_OPS: dict[str, Callable[[OpCall], Attention]] = {
         top_left_band, "cum_seq_q", "max_q", "max_k", ("attn_bias",), heads_first=True
     ),
     "torch_attn::_varlen_attn_backward": kernel_call(flash_band, "cu_seq_q", "max_q", "max_k"),
+    "higher_order::flex_attention_backward": flex_call,
 }
-
-# Flex attention runs as a higher-order op; see README.md for what core must record of it.
-FLEX_FORWARD = "higher_order::flex_attention"
-FLEX_BACKWARD = "higher_order::flex_attention_backward"
 
 
 Formula = Callable[[Attention, CountOptions], int]

@@ -4,8 +4,10 @@
 decomposes into element-wise ops on the CPU (pow, mean, add, rsqrt, mul); Hugging Face's
 ``LlamaRMSNorm`` and its copies always run those element-wise ops. Both are element-wise
 arithmetic, so like every element-wise op they count only with ``elementwise=True``, and the
-fused kernel costs exactly what its decomposition costs in core's catalog: the total does not
-depend on the device. Both are reported as ``rms_norm``.
+fused kernel costs exactly what its decomposition costs in core's catalog: the forward count does
+not depend on the device. Both are reported as ``rms_norm``. The fused backward kernel is counted
+like core's layer norm backward; the CPU's decomposed backward runs (and core counts) the
+autograd of each element-wise op, about twice as many.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ WEIGHT = POINTWISE_FLOPS["aten::mul"]
 # Per normalised row: + eps, rsqrt.
 PER_ROW = POINTWISE_FLOPS["aten::add"] + POINTWISE_FLOPS["aten::rsqrt"]
 
-# Backward, per element: g * w, the row's sum of (g * w) * x, x * coefficient, the difference,
-# times rstd; the weight's gradient adds x * rstd * g summed over rows.
-BACKWARD_PER_ELEMENT = 5
+# Backward, per element, as core counts layer norm's backward (ops/backward.py): grad_input forms
+# h = weight * g (1, with a weight), sums h * x per row (1) and takes 2 FMAs,
+# rstd * h - x * (rstd^3 * sum / n); grad_weight sums g * x * rstd over rows (2). One sum fewer
+# than layer norm: there is no mean to subtract.
+INPUT_GRADIENT = 1 + 2
 WEIGHT_GRADIENT = 2
 
 
@@ -53,10 +57,12 @@ def fused_rms_norm_backward_flops(call: OpCall, options: CountOptions) -> Any:
     if not options.elementwise:
         return NotImplemented
     elements, _ = _sizes(call)
-    mask = call.arguments.get("output_mask") or (True, True)
-    weight_grad = WEIGHT_GRADIENT if mask[1] and call.arguments.get("weight") is not None else 0
-    input_grad = BACKWARD_PER_ELEMENT if mask[0] else 0
-    return {RMS_NORM: elements * (input_grad + weight_grad)}
+    grad_input, grad_weight = (bool(m) for m in call.arguments.get("output_mask") or (1, 1))
+    weighted = call.arguments.get("weight") is not None
+    per_element = (INPUT_GRADIENT + weighted) * grad_input + WEIGHT_GRADIENT * (
+        grad_weight and weighted
+    )
+    return {RMS_NORM: elements * per_element}
 
 
 def register(handlers: HandlerSet) -> None:
