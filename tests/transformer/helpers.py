@@ -88,7 +88,7 @@ def recorded_higher_order(op: Any, *args: Any, phase: str = "forward", **kwargs:
     unknown = set(kwargs) - set(names)
     if unknown:
         raise TypeError(f"{op.name()} has no argument(s) {sorted(unknown)}; it takes {names}")
-    bound = dict(zip(names, args))
+    bound = dict(zip(names, args, strict=False))  # the rest are keywords or defaults
     for p in parameters[len(args) :]:
         bound[p.name] = kwargs.get(p.name, None if p.default is p.empty else p.default)
     return OpCall(

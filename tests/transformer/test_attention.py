@@ -247,7 +247,7 @@ def test_the_math_path_computes_the_full_square_even_with_causal_half(tally: Any
 
 def test_an_unknown_causal_option_says_what_is_expected(tally: Any) -> None:
     q, k, v = qkv(1, 1, 4, 4, 8)
-    with pytest.raises(torchtally.HandlerError, match="'causal' must be 'full'.*or 'half'"):
+    with pytest.raises(torchtally.HandlerError, match=r"'causal' must be 'full'.*or 'half'"):
         tally(F.scaled_dot_product_attention, q, k, v, options={"causal": "quarter"}, strict=True)
 
 

@@ -125,7 +125,7 @@ class Sdpa(torch.nn.Module):
 def measured(
     lq: int = LQ, lk: int = LK, elementwise: bool = False, **sdpa: Any
 ) -> torchtally.Analysis:
-    """The attention measured on this machine's CPU kernel, through F.scaled_dot_product_attention."""
+    """The attention as this machine's CPU kernel runs it (F.scaled_dot_product_attention)."""
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(B, h, n, E, generator=g) for h, n in ((H, lq), (HKV, lk), (HKV, lk)))
     analysis = torchtally.analyze(
