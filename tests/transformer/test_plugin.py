@@ -8,7 +8,7 @@ import textwrap
 
 import importlib_metadata
 import pytest
-import torch
+import torch.nn.attention.varlen  # noqa: F401  (registers the torch_attn:: ops)
 
 import torchtally
 import torchtally_transformer
@@ -47,8 +47,6 @@ def _schema_ops() -> list[str]:
 
 @pytest.mark.parametrize("op", _schema_ops())
 def test_every_attention_op_exists_and_takes_query_key_value(op: str) -> None:
-    import torch.nn.attention.varlen  # noqa: F401  (registers the torch_attn:: ops)
-
     namespace, name = op.split("::")
     packet = getattr(getattr(torch.ops, namespace), name)
     for overload in packet.overloads():
@@ -57,8 +55,6 @@ def test_every_attention_op_exists_and_takes_query_key_value(op: str) -> None:
 
 
 def test_no_handler_is_for_a_composite_op() -> None:
-    import torch.nn.attention.varlen  # noqa: F401
-
     for ops in torchtally_transformer.handlers.ops.values():
         for op in ops:
             assert not _is_composite(op), op
