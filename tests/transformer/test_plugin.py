@@ -8,7 +8,7 @@ import textwrap
 
 import importlib_metadata
 import pytest
-import torch.nn.attention.varlen  # noqa: F401  (registers the torch_attn:: ops)
+import torch.nn.attention.varlen  # registers the torch_attn:: ops; binds torch
 
 import torchtally
 import torchtally_transformer
