@@ -1,13 +1,17 @@
-"""Shared helpers for the vision plugin's tests: a module around one function, and its analysis."""
+"""Shared helpers for the vision plugin's tests: a module around one function, and its analysis;
+each zoo model with its analysis."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import torch
 from torchtally_testing import Fn
+from vision.zoo import ZOO, ZooRun
 
 import torchtally
 import torchtally_vision
@@ -36,3 +40,27 @@ def vision_plugin() -> None:
 @pytest.fixture
 def image() -> torch.Tensor:
     return torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+
+
+@contextmanager
+def quiet(*loggers: str) -> Iterator[None]:
+    """Silence these loggers for a while (auto mode's fallback note, the peers' op lists)."""
+    levels = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@pytest.fixture(scope="session", params=list(ZOO))
+def zoo(request: pytest.FixtureRequest) -> ZooRun:
+    """Each zoo model, built and analysed once for test_zoo.py and test_vs_fvcore.py together
+    (session scope: pytest runs every test of one model, then drops it for the next)."""
+    spec = ZOO[request.param]
+    model = spec.build()
+    with quiet("torchtally"):
+        analysis = torchtally.analyze(model, spec.inputs(), warn_unsupported=False)
+    return ZooRun(spec, model, analysis)

@@ -9,12 +9,10 @@ each model's distinctive part is checked against a count worked out by hand.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import pytest
-import torch
-from vision.zoo import DETECTION_SIZE, ZOO, ZooModel
+from vision.zoo import DETECTION_SIZE, ZOO, ZooModel, ZooRun
 
 import torchtally
 from torchtally.ops.catalog import POINTWISE_FLOPS, REDUCTION_FLOPS
@@ -41,18 +39,6 @@ def transformer_plugin_missing() -> bool:
     return TRANSFORMER_PLUGIN not in {info.name for info in torchtally.list_plugins()}
 
 
-Zoo = tuple[ZooModel, torch.nn.Module, torchtally.Analysis]
-
-
-@pytest.fixture(scope="module", params=list(ZOO))
-def zoo(request: pytest.FixtureRequest) -> Zoo:
-    spec = ZOO[request.param]
-    model = spec.build()
-    logging.getLogger("torchtally").setLevel(logging.ERROR)  # auto mode's fallback note
-    analysis = torchtally.analyze(model, spec.inputs(), warn_unsupported=False)
-    return spec, model, analysis
-
-
 def needs_attention_plugin(request: pytest.FixtureRequest, spec: ZooModel) -> None:
     if spec.name == "vit_b_16" and transformer_plugin_missing():
         request.applymarker(
@@ -64,34 +50,34 @@ def needs_attention_plugin(request: pytest.FixtureRequest, spec: ZooModel) -> No
         )
 
 
-def test_counts_flops_activations_and_parameters(zoo: Zoo) -> None:
-    _, model, analysis = zoo
+def test_counts_flops_activations_and_parameters(zoo: ZooRun) -> None:
+    analysis = zoo.analysis
     assert analysis.total() > 0
     assert analysis.total("activations") > 0
-    assert analysis.params[""] == sum(p.numel() for p in model.parameters())
+    assert analysis.params[""] == sum(p.numel() for p in zoo.model.parameters())
     assert not analysis.handler_failures
 
 
 def test_only_elementwise_ops_are_unsupported_when_off(
-    zoo: Zoo, request: pytest.FixtureRequest
+    zoo: ZooRun, request: pytest.FixtureRequest
 ) -> None:
-    spec, _, analysis = zoo
-    needs_attention_plugin(request, spec)
+    analysis = zoo.analysis
+    needs_attention_plugin(request, zoo.spec)
     assert set(analysis.unsupported_ops()) - ELEMENTWISE_ONLY == set()
     assert analysis.unsupported_ops("activations") == {}
 
 
-def test_nothing_is_unsupported_with_elementwise(zoo: Zoo, request: pytest.FixtureRequest) -> None:
-    spec, _, analysis = zoo
-    needs_attention_plugin(request, spec)
-    on = analysis.recount(elementwise=True)
+def test_nothing_is_unsupported_with_elementwise(
+    zoo: ZooRun, request: pytest.FixtureRequest
+) -> None:
+    needs_attention_plugin(request, zoo.spec)
+    on = zoo.analysis.recount(elementwise=True)
     assert on.unsupported_ops() == {}
-    assert on.total() > analysis.total()  # every model has element-wise ops
+    assert on.total() > zoo.analysis.total()  # every model has element-wise ops
 
 
-def test_hand_computed_counts(zoo: Zoo) -> None:
-    spec, _, analysis = zoo
-    HAND_COUNTS[spec.name](analysis)
+def test_hand_computed_counts(zoo: ZooRun) -> None:
+    HAND_COUNTS[zoo.spec.name](zoo.analysis)
 
 
 def test_vit_b_16_is_counted_apart_from_attention() -> None:

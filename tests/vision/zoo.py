@@ -21,6 +21,8 @@ import torchvision
 from torch import nn
 from torchvision.models import detection, optical_flow, segmentation, video
 
+import torchtally
+
 SEED = 0
 
 
@@ -126,3 +128,12 @@ _MODELS = [
 ]
 
 ZOO: dict[str, ZooModel] = {model.name: model for model in _MODELS}
+
+
+@dataclass(frozen=True)
+class ZooRun:
+    """A zoo model, built, and its analysis (the `zoo` fixture of tests/vision/conftest.py)."""
+
+    spec: ZooModel
+    model: nn.Module
+    analysis: torchtally.Analysis
