@@ -4,7 +4,9 @@ A gradient of a resampling op sends each output gradient back along the taps the
 with the same weights: the forward's count, per grad_output element. grid_sample also
 differentiates the taps' weights with respect to the grid coordinates. Ops whose forward counts
 only with element-wise counting (roi_pool, ps_roi_pool) do so here too; activations are 0
-(gradients are not activations). README.md, "Backward pass", has the table.
+(gradients are not activations). Each is reported under its forward op's operator name
+(``upsample_bilinear2d``, ``grid_sampler``, ``roi_align``), so the phases line up. README.md,
+"Backward pass", has the table.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from torchtally.records import OpCall, TensorMeta
 from torchtally_vision.resampling import (
     ANTIALIAS_TAPS,
     GRID_SAMPLER_MODES,
+    GRID_SAMPLER_NAME,
     NEAREST,
     UPSAMPLE_TAPS,
     antialias_taps,
 )
-from torchtally_vision.torchvision_ops import BILINEAR, bin_cells, roi_samples, short_name
+from torchtally_vision.torchvision_ops import BILINEAR, bin_cells, roi_samples
 
 # backward op -> its forward op in resampling.py's tables
 UPSAMPLE_BACKWARDS = {f"{op}_backward": op for op in UPSAMPLE_TAPS}
@@ -30,17 +33,25 @@ ANTIALIAS_BACKWARDS = {f"{op}_backward": op for op in ANTIALIAS_TAPS}
 GRID_SAMPLER_BACKWARDS = {"aten::grid_sampler_2d_backward": 2, "aten::grid_sampler_3d_backward": 3}
 
 
+def forward_name(call: OpCall) -> str:
+    """The forward op's by_operator key: ``aten::upsample_bilinear2d_backward`` ->
+    ``upsample_bilinear2d``, ``torchvision::_roi_align_backward`` -> ``roi_align``."""
+    namespace, name = call.op.split("::", 1)
+    name = name.removesuffix("_backward")
+    return name.removeprefix("_") if namespace == "torchvision" else name
+
+
 def _grad_elements(call: OpCall, name: str = "grad_output") -> int:
     grad: TensorMeta = call.arg(name)
     return grad.numel
 
 
-def upsample_backward_flops(call: OpCall) -> int:
+def upsample_backward_flops(call: OpCall) -> dict[str, int]:
     """The forward's taps per output element, per grad_output element."""
-    return UPSAMPLE_TAPS[UPSAMPLE_BACKWARDS[call.op]] * _grad_elements(call)
+    return {forward_name(call): UPSAMPLE_TAPS[UPSAMPLE_BACKWARDS[call.op]] * _grad_elements(call)}
 
 
-def antialias_backward_flops(call: OpCall) -> int:
+def antialias_backward_flops(call: OpCall) -> dict[str, int]:
     """The forward's filter (widened when shrinking) per grad_output element."""
     grad_output: TensorMeta = call.arg("grad_output")
     sizes_in = list(call.arg("input_size"))[2:]
@@ -49,7 +60,7 @@ def antialias_backward_flops(call: OpCall) -> int:
         antialias_taps(taps, size_in, size_out)
         for size_in, size_out in zip(sizes_in, grad_output.shape[2:], strict=True)
     )
-    return per_output * grad_output.numel
+    return {forward_name(call): per_output * grad_output.numel}
 
 
 def grid_sampler_backward_flops(call: OpCall) -> Any:
@@ -65,20 +76,20 @@ def grid_sampler_backward_flops(call: OpCall) -> Any:
     per_output = taps * grad_input
     if grad_grid and GRID_SAMPLER_MODES[mode] != NEAREST:
         per_output += taps * dims
-    return per_output * _grad_elements(call)
+    return {GRID_SAMPLER_NAME: per_output * _grad_elements(call)}
 
 
 def roi_align_backward_flops(call: OpCall, options: CountOptions) -> dict[str, int]:
     """Each sample's bilinear weights scatter the bin's gradient to 4 cells, as the forward."""
     samples = roi_samples(call, options)
-    return {short_name(call): _grad_elements(call, "grad") * samples * BILINEAR}
+    return {forward_name(call): _grad_elements(call, "grad") * samples * BILINEAR}
 
 
 def roi_pool_backward_flops(call: OpCall, options: CountOptions) -> Any:
     """Max pooling: each bin's gradient is added to its argmax cell. Element-wise counting only."""
     if not options.elementwise:
         return NotImplemented
-    return {short_name(call): _grad_elements(call, "grad")}
+    return {forward_name(call): _grad_elements(call, "grad")}
 
 
 def ps_roi_pool_backward_flops(call: OpCall, options: CountOptions) -> Any:
@@ -86,7 +97,7 @@ def ps_roi_pool_backward_flops(call: OpCall, options: CountOptions) -> Any:
     Element-wise counting only."""
     if not options.elementwise:
         return NotImplemented
-    return {short_name(call): _grad_elements(call, "grad") * math.prod(bin_cells(options))}
+    return {forward_name(call): _grad_elements(call, "grad") * math.prod(bin_cells(options))}
 
 
 # Per column value (C_in * kh * kw per output position) of deform_conv2d's backward kernel:
@@ -99,10 +110,10 @@ DEFORM_COLUMN_FLOPS = BILINEAR + BILINEAR + 2 * (BILINEAR + 1)
 DEFORM_MASK_COLUMN_FLOPS = 4 + BILINEAR + 1
 
 
-def deform_conv2d_backward_flops(call: OpCall, options: CountOptions) -> dict[str, int]:
+def deform_conv2d_backward_flops(call: OpCall) -> dict[str, int]:
     """Two matmuls with the forward's multiply-adds (columns' gradient, weight's gradient) plus
-    the bilinear work per column value; grad_bias sums grad (element-wise counting only).
-    torchvision computes every gradient whatever requires one."""
+    the bilinear work per column value. torchvision computes every gradient whatever requires
+    one; grad_bias (a sum of grad) is not counted, as the forward convention ignores the bias."""
     grad: TensorMeta = call.arg("grad")
     x: TensorMeta = call.arg("input")
     w: TensorMeta = call.arg("weight")
@@ -110,10 +121,7 @@ def deform_conv2d_backward_flops(call: OpCall, options: CountOptions) -> dict[st
     conv = positions * w.numel
     columns = positions * x.shape[1] * math.prod(w.shape[2:])
     per_column = DEFORM_COLUMN_FLOPS + (DEFORM_MASK_COLUMN_FLOPS if call.arg("use_mask") else 0)
-    flops = 2 * conv + columns * per_column
-    if options.elementwise:
-        flops += grad.numel
-    return {short_name(call): flops}
+    return {forward_name(call): 2 * conv + columns * per_column}
 
 
 def register(handlers: HandlerSet) -> None:

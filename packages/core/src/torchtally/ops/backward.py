@@ -8,6 +8,10 @@ forward op does (convolution, norms, adaptive average pooling), and otherwise, l
 ops, only with ``elementwise=True``. Activations are the outputs of the forward pass's
 convolutions and matmuls: gradients are none, so every op here has 0. docs/conventions.md
 ("Backward pass") gives each formula and its reason.
+
+A backward op is reported under its forward op's operator name, so the phases line up: by the
+forward function when one is named (``batch_norm``, ``layer_norm``), else by the name the
+forward handler gives (``conv``, ``max_pool2d_with_indices``).
 """
 
 from __future__ import annotations
@@ -36,18 +40,19 @@ def convolution_forward_macs(
     return x.shape[0] * w.numel * math.prod(spatial)
 
 
-def convolution_backward_flops(call: OpCall, options: CountOptions) -> int:
-    """grad_input and grad_weight each pair every forward multiply-add with one of their own;
-    grad_bias sums grad_output, a reduction counted with element-wise counting only."""
-    grad_output: TensorMeta = call.arg("grad_output")
+def forward_name(call: OpCall) -> str:
+    """``aten::avg_pool2d_backward`` -> ``avg_pool2d``: the forward op's by_operator key."""
+    return call.op.removeprefix("aten::").removesuffix("_backward")
+
+
+def convolution_backward_flops(call: OpCall) -> dict[str, int]:
+    """grad_input and grad_weight each pair every forward multiply-add with one of their own.
+    grad_bias (a sum of grad_output) is not counted, as the forward convention ignores the bias."""
     macs = convolution_forward_macs(
-        grad_output, call.arg("input"), call.arg("weight"), bool(call.arg("transposed"))
+        call.arg("grad_output"), call.arg("input"), call.arg("weight"), bool(call.arg("transposed"))
     )
-    grad_input, grad_weight, grad_bias = (bool(m) for m in call.arg("output_mask"))
-    flops = macs * (grad_input + grad_weight)
-    if grad_bias and options.elementwise:
-        flops += grad_output.numel
-    return flops
+    grad_input, grad_weight, _ = (bool(m) for m in call.arg("output_mask"))
+    return {"conv": macs * (grad_input + grad_weight)}
 
 
 # -- normalisation ----------------------------------------------------------------------------
@@ -164,7 +169,7 @@ def max_pool_backward_flops(call: OpCall, options: CountOptions) -> Any:
     """Each output gradient is added to its window's maximum: 1 per grad_output element."""
     if not options.elementwise:
         return NotImplemented
-    return _grad_output_elements(call)
+    return {forward_name(call): _grad_output_elements(call)}
 
 
 def avg_pool_backward_flops(call: OpCall, options: CountOptions) -> Any:
@@ -172,7 +177,7 @@ def avg_pool_backward_flops(call: OpCall, options: CountOptions) -> Any:
     if not options.elementwise:
         return NotImplemented
     window = _window(call.arg("kernel_size"), AVG_POOL_BACKWARDS[call.op])
-    return _grad_output_elements(call) * window
+    return {forward_name(call): _grad_output_elements(call) * window}
 
 
 def adaptive_avg_pool_backward_flops(call: OpCall) -> int:
