@@ -496,3 +496,13 @@ def test_llama_backward_is_twice_the_forward() -> None:
     backward = analysis.by_operator(phase="backward")
     assert forward == case("llama-gqa").expected
     assert backward == {op: 2 * count for op, count in forward.items()}
+
+
+def test_bert_activations() -> None:
+    # Activations are the outputs of matmuls: per layer q, k, v (3d), out (d), MLP (f, d) for
+    # every token; attention's score matrix (L x L) and output (L x hd) per head; the pooler's d
+    d, h, f, layers = 768, 12, 3072, 2
+    assert ours("bert-base").by_operator("activations") == {
+        "linear": layers * T * (3 * d + d + f + d) + B * d,
+        ATTENTION: layers * B * h * (L * L + L * 64),
+    }
