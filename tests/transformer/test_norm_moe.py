@@ -171,3 +171,20 @@ def test_mixtral_experts_cost_the_same_however_they_run(implementation: str) -> 
             "linear": tokens * 32 * 4,
             "_grouped_mm": routed * (32 * 128 + 64 * 32),
         }
+
+
+def test_grouped_mm_backward_by_hand() -> None:
+    hidden = torch.randn(2, 6, 32, generator=torch.Generator().manual_seed(0))
+    analysis = torchtally.analyze(
+        mixtral_moe("grouped_mm").train(), (hidden,), mode="real", backward=True,
+        warn_unsupported=False,
+    )  # fmt: skip
+    routed = 2 * 6 * 2
+    gate_up, down = routed * 32 * 128, routed * 64 * 32
+    assert analysis.by_operator(phase="forward")["_grouped_mm"] == gate_up + down
+    # Both weights' gradients (2d x 2d grouped matmuls, the contraction over the routed tokens
+    # split by expert), and the input gradient of the down projection only: the gate/up
+    # projection's input is gathered from the model's input, which needs no gradient.
+    assert analysis.by_operator(phase="backward")["_grouped_mm"] == gate_up + down + down
+    # gradients are not activations
+    assert analysis.by_operator("activations", phase="backward").get("_grouped_mm", 0) == 0

@@ -11,13 +11,14 @@ matmuls, except in the 2d x 2d form, where the groups split the contraction itse
 - 2d x 2d: a (M, K), b (K, N), K grouped -> (G, M, N): ``M * K * N``
 
 Rows past ``offs[-1]`` (padding) are not computed, but `offs` is data the trace does not keep:
-every row is counted. Activations are the output elements, as for core's matmuls.
+every row is counted. Activations are the output elements, as for core's matmuls, in the forward
+pass; gradients are not activations (core's convention), so backward calls have none.
 """
 
 from __future__ import annotations
 
 from torchtally.handlers import HandlerSet
-from torchtally.ops.common import first_output, output_numel
+from torchtally.ops.common import first_output
 from torchtally.records import OpCall, TensorMeta
 
 
@@ -29,8 +30,12 @@ def grouped_mm_flops(call: OpCall) -> int:
     return first_output(call).numel * a.shape[-1]
 
 
+def grouped_mm_activations(call: OpCall) -> int:
+    return first_output(call).numel if call.phase == "forward" else 0
+
+
 GROUPED_MMS = ("aten::_grouped_mm", "aten::_scaled_grouped_mm")
 
 
 def register(handlers: HandlerSet) -> None:
-    handlers.add_ops(GROUPED_MMS, flops=grouped_mm_flops, activations=output_numel)
+    handlers.add_ops(GROUPED_MMS, flops=grouped_mm_flops, activations=grouped_mm_activations)
