@@ -14,7 +14,7 @@ hd head size, f MLP width, V vocabulary. One multiply-add is one flop. Attention
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -403,13 +403,22 @@ def ours(name: str) -> torchtally.Analysis:
     )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _free_models() -> Iterator[None]:
+    """The models and analyses are shared by this module's tests; free them after it."""
+    yield
+    for cached in (case, model, ours):
+        cached.cache_clear()
+
+
 def fvcore_counts(name: str) -> tuple[dict[str, int], dict[str, int]]:
     """fvcore's flops per operator and unsupported ops (it runs the model, so it needs weights)."""
     fvcore = pytest.importorskip("fvcore.nn")
     net = model(name)
     if any(p.is_meta for p in net.parameters()):
-        ours(name)  # count first: to_empty gives the meta model real (uninitialised) memory
-        net.to_empty(device="cpu")
+        # a copy with real, uninitialised memory (fvcore counts shapes; the values do not matter)
+        torch.manual_seed(0)
+        net = case(name).build().to_empty(device="cpu").eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # jit tracer warnings
         peer = fvcore.FlopCountAnalysis(net, case(name).inputs)
