@@ -315,19 +315,14 @@ def efficient_band(call: OpCall, q_len: int, kv_len: int) -> Band | None:
     return Band(lo=offset - window + 1 if window and window > 0 else None, hi=offset)
 
 
-def sdpa_flash_band(call: OpCall, q_len: int, kv_len: int) -> Band | None:
-    """The SDPA-level CUDA flash op passes is_causal to the flash kernel: bottom right."""
-    return causal_band(q_len, kv_len, BOTTOM_RIGHT) if call.arguments.get("is_causal") else None
-
-
 def top_left_band(call: OpCall, q_len: int, kv_len: int) -> Band | None:
+    """SDPA's is_causal, which the cuDNN kernels keep: query i sees keys j <= i."""
     return causal_band(q_len, kv_len, TOP_LEFT) if call.arguments.get("is_causal") else None
 
 
-def flex_call(call: OpCall) -> Attention:
-    """Flex attention: q (B, H, Lq, E). The block mask's sparsity is data the trace does not
-    keep, so every score is counted; score_mod's own arithmetic is not."""
-    return sdpa_call()(call)
+# Flex attention: q (B, H, Lq, E). Its block mask's sparsity is data the trace does not keep, so
+# every score is counted; score_mod's own arithmetic is not.
+flex_call = sdpa_call()
 
 
 # op -> how to read it. Forward ops first, then their backward ops (same readers).
