@@ -8,8 +8,9 @@
 Every (model, tool) pair runs in a subprocess of its own, so its peak RSS is its own: the
 interpreter, the libraries it imports, the model and the analysis. Times are wall-clock seconds
 of the analysis alone (the model is built and one warm-up run done first), the median of
-``--repeats`` runs; ``x fwd`` divides them by the plain forward pass of the same model (under
-``torch.no_grad()``, also warm, median). MACs: one fused multiply-add is one (FlopCounterMode's
+``--repeats`` runs; ``x fwd`` is the tool's time over the plain forward pass of the same model
+(under ``torch.no_grad()``, warm), both timed in turns in the same process after the RSS is read,
+so that a busy machine slows both alike. MACs: one fused multiply-add is one (FlopCounterMode's
 count, two per multiply-add, is halved); attention is the part of them in attention ops.
 
 The Llama-2-70B rows build the model on the meta device (torchtally) or under a FakeTensorMode
@@ -46,7 +47,7 @@ TOOLS = (
 )
 LLAMA70B_TOOLS = ("torchtally-meta", "flopcounter-fake")
 # The Llama-shaped model of the four: small enough to run for real on a laptop CPU.
-LLAMA_SMALL = {
+LLAMA_SMALL: dict[str, Any] = {
     "hidden_size": 1024,
     "intermediate_size": 2816,
     "num_hidden_layers": 8,
@@ -55,7 +56,7 @@ LLAMA_SMALL = {
     "vocab_size": 32000,
 }
 LLAMA_SMALL_SEQ = 256
-LLAMA_70B = {
+LLAMA_70B: dict[str, Any] = {
     "hidden_size": 8192,
     "intermediate_size": 28672,
     "num_hidden_layers": 80,
@@ -78,6 +79,8 @@ class Result:
     macs: int | None = None
     attention_macs: int | None = None
     peak_rss_mb: float | None = None
+    forward_seconds: float | None = None
+    ratio: float | None = None
     error: str | None = None
 
 
@@ -222,28 +225,40 @@ def llama70b_runner(tool: str, layers: int) -> tuple[Callable[[], tuple[int, int
     raise ValueError(f"the 70B rows run {', '.join(LLAMA70B_TOOLS)}, not {tool!r}")
 
 
+def timed(run: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
 def worker(case: str, tool: str, repeats: int, out: Path) -> None:
-    """Build, warm up, time `repeats` runs; write a `Result` as JSON to `out`."""
+    """Build, warm up, time `repeats` runs, read the peak RSS; then, for the ratio, time the
+    plain forward pass and the tool in turns (a shared machine's load changes by the minute,
+    so both are timed under the same load). Writes a `Result` as JSON to `out`."""
     warnings.filterwarnings("ignore")
     result = Result(case, tool)
     try:
         if case.startswith("llama70b"):
             run, _ = llama70b_runner(tool, int(case.partition("-")[2] or 80))
+            forward = None
         else:
             model, args = build_case(case)
             run = tool_runner(tool, model, args)
+            forward = tool_runner("plain", model, args)
         started = time.perf_counter()
         result.macs, result.attention_macs = run()  # the warm-up run
         result.first_seconds = time.perf_counter() - started
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - started)
-        result.seconds = statistics.median(times)
+        result.seconds = statistics.median(timed(run) for _ in range(repeats))
+        result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if forward is not None:
+            forward()  # warm
+            pairs = [(timed(forward), timed(run)) for _ in range(repeats)]
+            result.forward_seconds = statistics.median(f for f, _ in pairs)
+            result.ratio = statistics.median(t for _, t in pairs) / result.forward_seconds
     except Exception as error:  # a peer that cannot analyse a model is a result too
         result.error = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
-    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if result.peak_rss_mb is None:
+        result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out.write_text(json.dumps(result.__dict__))
 
 
@@ -277,12 +292,10 @@ def giga(value: int | None) -> str:
 
 def comparison_table(results: list[Result]) -> str:
     """Per model: every tool's MACs, time, time over the plain forward pass, peak RSS."""
-    plain = {r.case: r.seconds for r in results if r.tool == "plain" and r.seconds}
     header = ("model", "tool", "GMACs", "attn GMACs", "time s", "x fwd", "peak RSS MB", "note")
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in results:
-        base = plain.get(r.case)
-        ratio = f"{r.seconds / base:.2f}" if r.seconds is not None and base else ""
+        ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
         rows.append(
             (
                 r.case,
@@ -300,7 +313,7 @@ def comparison_table(results: list[Result]) -> str:
 
 def llama70b_table(results: list[Result]) -> str:
     header = ("model", "tool", "GMACs", "attn GMACs", "first s", "warm s", "peak RSS MB", "note")
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             r.case,
             r.tool,
@@ -362,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(*args.worker, args.repeats, args.out)
+        case, tool = args.worker
+        worker(case, tool, args.repeats, args.out)
         return 0
     print(f"# {environment()}; warm, median of {args.repeats}\n", flush=True)
     results: list[Result] = []
