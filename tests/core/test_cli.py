@@ -584,6 +584,17 @@ def test_the_installed_command_returns_the_exit_code() -> None:
         assert done.stderr.startswith("torchtally: error: cannot read the model source")
 
 
+def test_a_closed_pipe_is_not_an_error() -> None:
+    # `torchtally ... | head -1`: the reader goes away before the report is written
+    command = [sys.executable, "-m", "torchtally", "plugins", "--all"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=120) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
 # --- plugins -----------------------------------------------------------------------------------
 
 

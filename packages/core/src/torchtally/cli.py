@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -135,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         help="tokens per sequence for text models (decoder tokens too for encoder-decoder "
         "models; default 128)",
     )
-    inputs.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    inputs.add_argument("--batch", type=int, default=1, metavar="N", help="batch size (default 1)")
     inputs.add_argument(
         "--dtype", choices=list(DTYPES), help="floating dtype of the model and inputs"
     )
@@ -147,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="real: run the model as built; fake: run it on fake tensors (no data, no compute); "
         "meta: build it on the meta device (no memory at all, for models of any size); "
-        "auto (default): fake where possible, else real",
+        "auto (default): fake where it can, else real (saying so on stderr)",
     )
     analysis.add_argument(
         "--backward",
@@ -428,6 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except SystemExit as done:  # --help and --version
         return done.code if isinstance(done.code, int) else 0
+    except BrokenPipeError:  # `torchtally ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
