@@ -9,6 +9,7 @@ runs it on all of them for docs/vision-vs-fvcore.md).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import fvcore.nn as fv
@@ -36,7 +37,10 @@ class Compared:
 
 def peer_flops(analyzer: Analyzer) -> tuple[dict[str, float], float]:
     analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    with quiet("fvcore", "mmengine"):
+    # torchvision warns about torch.tensor(tensor) copies and torch.jit.script while traced
+    with quiet("fvcore", "mmengine"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         return dict(analyzer.by_operator()), analyzer.total()
 
 
