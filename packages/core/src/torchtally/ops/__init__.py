@@ -11,8 +11,8 @@ from torchtally.ops import backward, conv, elementwise, matmul, norm, pooling
 from torchtally.plugins import hookimpl
 
 handlers = HandlerSet()
-# Order matters only where one op appears twice: pooling's aten::mean (adaptive average
-# pooling) refines elementwise's generic reduction rule, so it registers last.
+# Order matters only where one op appears twice: later modules refine elementwise's generic
+# rules (pooling's aten::mean under adaptive average pooling, backward's gelu_backward).
 for module in (elementwise, matmul, conv, norm, pooling, backward):
     module.register(handlers)
 

@@ -20,8 +20,10 @@ def first_input(call: OpCall) -> TensorMeta:
 
 
 def output_numel(call: OpCall) -> int:
-    """Elements of the first output: the activations of a convolution or matmul."""
-    return first_output(call).numel
+    """Elements of the first output: the activations of a convolution or matmul.
+
+    Activations are what the forward pass produces; a matmul the backward pass runs has none."""
+    return 0 if call.phase == "backward" else first_output(call).numel
 
 
 def no_activations(call: OpCall) -> int:

@@ -20,8 +20,9 @@ from torchtally.ops.catalog import (
 from torchtally.ops.common import first_input, first_output, no_activations
 from torchtally.records import OpCall
 
-# Pointwise ops these functions issue belong to them: nn.Linear adds its bias separately when
-# ATen cannot fuse it into addmm, and the linear convention ignores the bias either way.
+# Pointwise ops and reductions these functions issue belong to them: nn.Linear adds its bias
+# separately when ATen cannot fuse it into addmm, and sums its gradient in the backward pass; the
+# linear convention ignores the bias either way.
 PART_OF_FUNCTION = frozenset({"linear"})
 
 
@@ -40,6 +41,8 @@ def gelu_flops(call: OpCall, options: CountOptions) -> Any:
 
 
 def reduction_flops(call: OpCall, options: CountOptions) -> Any:
+    if call.function in PART_OF_FUNCTION:
+        return 0  # linear's bias gradient: a sum, uncounted like the bias
     if not options.elementwise:
         return NotImplemented
     return REDUCTION_FLOPS[call.op] * first_input(call).numel
