@@ -52,14 +52,17 @@ ALL = tuple(models.list_models())
 
 # Models whose architecture fixes the input size: they get a smaller configuration of the same
 # architecture (ViT's image_size) or the size they need.
+# ViT: two patches per side (vit_h_14's patches are 14 pixels, the others' 16 or 32).
+_VIT_SIZE = {name: 2 * int(name.rsplit("_", 1)[1]) for name in ALL if name.startswith("vit_")}
 _BUILD_KWARGS: dict[str, dict[str, Any]] = {
-    **{name: {"image_size": 32} for name in ALL if name.startswith("vit_")},
+    **{name: {"image_size": size} for name, size in _VIT_SIZE.items()},
     **{name: {"min_size": 128, "max_size": 128} for name in ALL if "rcnn" in name},
     "retinanet_resnet50_fpn": {"min_size": 128, "max_size": 128},
     "retinanet_resnet50_fpn_v2": {"min_size": 128, "max_size": 128},
     "fcos_resnet50_fpn": {"min_size": 128, "max_size": 128},
 }
 _IMAGE_SIZE: dict[str, int] = {
+    **_VIT_SIZE,
     "inception_v3": 96,  # its stem needs at least 75 pixels
     "quantized_inception_v3": 96,
     "maxvit_t": 224,  # block and grid partitions of 7 at every stage
