@@ -1,14 +1,14 @@
 """torchtally against fvcore, mmengine, FlopCounterMode and one plain forward pass.
 
-    python benchmarks/benchmark.py                      # everything (about 10 minutes on 2 cores)
+    python benchmarks/benchmark.py                      # everything (about 15 minutes on 2 cores)
     python benchmarks/benchmark.py --cases resnet50 --tools plain torchtally-real torchtally-fake
     python benchmarks/benchmark.py --skip-llama70b      # the four models only
     python benchmarks/benchmark.py --only-llama70b      # the Llama-2-70B rows only
 
 Every (model, tool) pair runs in a subprocess of its own, so its peak RSS is its own: the
 interpreter, the libraries it imports, the model and the analysis. Times are wall-clock seconds
-of the analysis alone (the model is built and one warm-up run done first), the median of
-``--repeats`` runs; ``x fwd`` is the tool's time over the plain forward pass of the same model
+of the analysis alone (the model is built and one warm-up run done first), the median (or with
+``--statistic min`` the fastest, steadier on a busy machine) of ``--repeats`` runs; ``x fwd`` is the tool's time over the plain forward pass of the same model
 (under ``torch.no_grad()``, warm), both timed in turns in the same process after the RSS is read,
 so that a busy machine slows both alike. MACs: one fused multiply-add is one (FlopCounterMode's
 count, two per multiply-add, is halved); attention is the part of them in attention ops.
@@ -231,7 +231,10 @@ def timed(run: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def worker(case: str, tool: str, repeats: int, out: Path) -> None:
+STATISTICS: dict[str, Callable[[list[float]], float]] = {"median": statistics.median, "min": min}
+
+
+def worker(case: str, tool: str, repeats: int, statistic: str, out: Path) -> None:
     """Build, warm up, time `repeats` runs, read the peak RSS; then, for the ratio, time the
     plain forward pass and the tool in turns (a shared machine's load changes by the minute,
     so both are timed under the same load). Writes a `Result` as JSON to `out`."""
@@ -248,13 +251,14 @@ def worker(case: str, tool: str, repeats: int, out: Path) -> None:
         started = time.perf_counter()
         result.macs, result.attention_macs = run()  # the warm-up run
         result.first_seconds = time.perf_counter() - started
-        result.seconds = statistics.median(timed(run) for _ in range(repeats))
+        summary = STATISTICS[statistic]
+        result.seconds = summary([timed(run) for _ in range(repeats)])
         result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if forward is not None:
             forward()  # warm
             pairs = [(timed(forward), timed(run)) for _ in range(repeats)]
-            result.forward_seconds = statistics.median(f for f, _ in pairs)
-            result.ratio = statistics.median(t for _, t in pairs) / result.forward_seconds
+            result.forward_seconds = summary([f for f, _ in pairs])
+            result.ratio = summary([t for _, t in pairs]) / result.forward_seconds
     except Exception as error:  # a peer that cannot analyse a model is a result too
         result.error = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
     if result.peak_rss_mb is None:
@@ -265,10 +269,11 @@ def worker(case: str, tool: str, repeats: int, out: Path) -> None:
 # --- the driver -----------------------------------------------------------------------------------
 
 
-def run_pair(case: str, tool: str, repeats: int, timeout: float) -> Result:
+def run_pair(case: str, tool: str, repeats: int, statistic: str, timeout: float) -> Result:
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "result.json"
         command = [sys.executable, __file__, "--worker", case, tool, "--repeats", str(repeats)]
+        command += ["--statistic", statistic]
         try:
             done = subprocess.run(
                 [*command, "--out", str(out)],
@@ -366,7 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS))
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per pair (median)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per pair")
+    parser.add_argument(
+        "--statistic",
+        choices=list(STATISTICS),
+        default="median",
+        help="of the timed runs: median (default), or min on a busy machine",
+    )
     parser.add_argument("--skip-llama70b", action="store_true", help="leave out the 70B rows")
     parser.add_argument("--only-llama70b", action="store_true", help="only the 70B rows")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per pair")
@@ -376,15 +387,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.worker:
         case, tool = args.worker
-        worker(case, tool, args.repeats, args.out)
+        worker(case, tool, args.repeats, args.statistic, args.out)
         return 0
-    print(f"# {environment()}; warm, median of {args.repeats}\n", flush=True)
+    print(f"# {environment()}; warm, {args.statistic} of {args.repeats}\n", flush=True)
     results: list[Result] = []
     if not args.only_llama70b:
         tools = ["plain", *(t for t in args.tools if t != "plain")]  # the ratios need it
         for case in args.cases:
             for tool in tools:
-                results.append(run_pair(case, tool, args.repeats, args.timeout))
+                results.append(run_pair(case, tool, args.repeats, args.statistic, args.timeout))
                 print(f"  {case} {tool}: done", file=sys.stderr, flush=True)
         print(comparison_table(results), flush=True)
     big: list[Result] = []
@@ -392,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs = [(f"llama70b-{n}", "torchtally-meta") for n in (80, 40)]
         pairs.append(("llama70b-80", "flopcounter-fake"))
         for case, tool in pairs:
-            big.append(run_pair(case, tool, args.repeats, args.timeout))
+            big.append(run_pair(case, tool, args.repeats, args.statistic, args.timeout))
             print(f"  {case} {tool}: done", file=sys.stderr, flush=True)
         print(f"\nLlama-2-70B shape, {LLAMA_70B_SEQ} tokens, never in memory:\n", flush=True)
         print(llama70b_table(big))
