@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.autograd.function import BackwardCFunction
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
@@ -193,6 +194,8 @@ class _OpRecorder(TorchDispatchMode):
             node = torch._C._current_autograd_node()
             origin = self.node_origins.get(node._sequence_nr()) if node is not None else None
             scope, function = origin or ((), None)
+            if isinstance(node, BackwardCFunction):
+                function = None  # a hand-written backward: its ops are its own, not the forward's
         self.ops.append(
             OpCall(
                 op=schema.op,
