@@ -217,11 +217,15 @@ def test_dropout() -> None:
     on = analyze(train, X, elementwise=True)
     assert on.total() == 2 * (2 * 3 * 4)
     assert on.unsupported_ops() == {}
-    # Eval: dropout is the identity and runs no op at all.
+    # Eval: dropout is the identity and runs no op at all; alone, it is a model with nothing to
+    # count, which is refused; inside a model it adds nothing.
+    with pytest.raises(ValueError, match="has no parameters and its forward ran no ops"):
+        analyze(nn.Dropout(0.5).eval(), X, elementwise=False)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)).eval()
     for elementwise in (False, True):
-        analysis = analyze(nn.Dropout(0.5).eval(), X, elementwise=elementwise)
-        assert analysis.total() == 0
-        assert analysis.by_operator() == {}
+        analysis = analyze(model, X, elementwise=elementwise)
+        assert analysis.by_module()["1"] == 0
+        assert analysis.by_operator() == {"linear": 2 * 3 * 4 * 4}
         assert analysis.unsupported_ops() == {}
 
 

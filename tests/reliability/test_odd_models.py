@@ -124,13 +124,6 @@ def test_a_compiled_submodule_is_counted_like_the_eager_one(mode: str) -> None:
     assert torch.allclose(model(X), eager(X))  # still works, with the same weights
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="tracer._has_forward reads type(module).forward, which raises AttributeError for a "
-    "RecursiveScriptModule (its forward is a _CachedForward descriptor); read it with "
-    "inspect.getattr_static(type(module), 'forward', None) as inputs._has_forward does",
-)
 @pytest.mark.parametrize("mode", MODES)
 def test_a_scripted_submodule_is_counted(mode: str) -> None:
     analysis = tally(Net(torch.jit.script), mode=mode, backward=True)
@@ -183,13 +176,6 @@ def test_non_reentrant_checkpoint_counts_the_recomputation_that_ran(mode: str) -
     assert analysis.by_operator(phase="backward") == {"linear": CKPT_GRADIENTS + LIN8}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tracer._OpRecorder gives a backward-phase op the scope of the autograd node that "
-    "is running, so checkpoint's recomputation of b.0 goes to b.2 (whose backward unpacked it); "
-    "while a module's __call__ is running in the backward phase (a recomputation) the module "
-    "stack (self.scope.stack) should be the scope",
-)
 def test_checkpoint_recomputation_belongs_to_the_recomputed_module() -> None:
     analysis = tally(Checkpointed(use_reentrant=False), mode="real", backward=True)
     backward = analysis.by_module(phase="backward")
@@ -327,13 +313,6 @@ def test_a_model_returning_none_is_counted_and_backward_says_why_not(mode: str) 
         tally(model, mode=mode, backward=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="tracer._run_backward finds outputs with torch.utils._pytree.tree_leaves, which does "
-    "not look inside dataclasses; it should find tensors in dataclass fields too (as "
-    "records.record_value's traversal could), so backward=True works on dataclass outputs",
-)
 @pytest.mark.parametrize("mode", MODES)
 def test_dataclass_outputs_are_differentiated_through(mode: str) -> None:
     class Returns(nn.Module):

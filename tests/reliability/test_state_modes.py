@@ -61,7 +61,10 @@ class Hostile(nn.Module):
             x = x.view(5, -1, 7)  # RuntimeError: wrong shape
         if self.fail in ("backward", "backward-interrupt"):
             x = Explode.apply(x)
-        return self.head(x.mean((2, 3)))
+        out = self.head(x.mean((2, 3)))
+        torch.use_deterministic_algorithms(True, warn_only=True)  # global switches left flipped
+        torch.set_default_dtype(torch.float64)
+        return out
 
 
 def make(fail: str | None, training: bool) -> tuple[Hostile, Snapshot]:

@@ -94,13 +94,6 @@ def test_every_mode_counts_or_refuses_for_data(name: str, caplog: pytest.LogCapt
         assert set(refused) == {"fake", "meta"}, refused
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tracer._failure_message ends a refusal for data (a cause in fake.NEEDS_REAL_DATA) "
-    "with 'Check that the inputs have the shapes and dtypes this model expects.'; it should "
-    "say that op X's output size depends on the data, which mode='fake'/'meta' do not have, "
-    "and to use mode='real' or 'auto'",
-)
 def test_a_refusal_for_data_says_which_mode_to_use() -> None:
     case = zoo.case("fasterrcnn_mobilenet_v3_large_320_fpn")
     with pytest.raises(torchtally.TraceError) as raised:

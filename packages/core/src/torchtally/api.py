@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 from torch import nn
 
 from torchtally.analysis import Analysis
-from torchtally.fake import check_mode, is_meta_model
+from torchtally.fake import NEEDS_REAL_DATA, check_mode, is_meta_model
 from torchtally.handlers import METRICS, CountOptions, HandlerRegistry, HandlerSet, OpHandler
-from torchtally.inputs import build_inputs
+from torchtally.inputs import build_inputs, check_not_empty
 from torchtally.params import parameter_count, parameter_shapes
 from torchtally.plugins import handler_registry
 from torchtally.records import Trace
@@ -59,13 +59,16 @@ def trace(
     check_mode(mode)
     args, keyword = build_inputs(model, inputs, input_shape, kwargs)
     if mode == "auto":
-        return _trace_auto(model, args, keyword, backward, loss_fn)
-    if mode == "real" and is_meta_model(model):
+        recorded = _trace_auto(model, args, keyword, backward, loss_fn)
+    elif mode == "real" and is_meta_model(model):
         raise ValueError(
             "mode='real' cannot run a model whose weights are on the meta device: "
             "use mode='meta' (or 'auto'), which counts from shapes alone"
         )
-    return run_traced(model, args, keyword, mode=mode, backward=backward, loss_fn=loss_fn)
+    else:
+        recorded = run_traced(model, args, keyword, mode=mode, backward=backward, loss_fn=loss_fn)
+    check_not_empty(model, recorded)
+    return recorded
 
 
 def _trace_auto(
@@ -81,18 +84,24 @@ def _trace_auto(
     try:
         return run_traced(model, args, kwargs, mode="fake", backward=backward, loss_fn=loss_fn)
     except TraceError as error:
-        reason = f"op {error.failed_op} needs real data" if error.failed_op else str(error)
+        op = error.failed_op or "an op"
+        if isinstance(error.__cause__, NEEDS_REAL_DATA):
+            reason = f"{op} needs real data"
+        else:  # possibly a real error, which the real run will then raise with its own message
+            reason = f"{op} failed on fake tensors: {str(error.__cause__).splitlines()[0]}"
         logger.warning(
             "fake tensors could not run this model (%s); running it for real instead (pass "
             "mode='real' to skip the attempt)",
-            reason.splitlines()[0],
+            reason,
         )
     return run_traced(model, args, kwargs, mode="real", backward=backward, loss_fn=loss_fn)
 
 
-def registry_with(handlers: Handlers = None) -> HandlerRegistry:
-    """Core and plugin handlers, then `register_handler` ones, then `handlers` for this call."""
-    registry = handler_registry().with_layer("user", _user_handlers)
+def registry_with(handlers: Handlers = None, strict: bool = False) -> HandlerRegistry:
+    """Core and plugin handlers, then `register_handler` ones, then `handlers` for this call.
+
+    With `strict`, a broken plugin raises `PluginError` instead of a warning."""
+    registry = handler_registry(strict=strict).with_layer("user", _user_handlers)
     if handlers is None:
         return registry
     if not isinstance(handlers, HandlerSet):
@@ -146,7 +155,7 @@ def analyze(
             backward=backward,
             loss_fn=loss_fn,
         ),
-        registry=registry_with(handlers),
+        registry=registry_with(handlers, strict=strict),
         options=CountOptions(elementwise=elementwise, extra=dict(options or {})),
         ancestor_mode=ancestor_mode,
         metrics=tuple(metrics),

@@ -8,6 +8,7 @@ was running. Either way an op counts once per module, so a shared module is neve
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -206,13 +207,20 @@ def _run(
     problem = _invalid(value)
     if problem:
         return _fail(result, metric, label, source, problem, strict, None)
-    return value
+    if isinstance(value, Mapping):
+        return {name: _plain(v) for name, v in value.items()}
+    return _plain(value)
+
+
+def _plain(value: numbers.Real) -> int | float:
+    """A Python number from any real one (numpy's, from fvcore-style handlers)."""
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
 def _invalid(value: Any) -> str | None:
     values = value.values() if isinstance(value, Mapping) else [value]
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):  # numpy scalars are Real
             return f"returned {v!r}, expected a number or a mapping of names to numbers"
         if isinstance(v, float) and not math.isfinite(v):
             return f"returned {v!r}, expected a finite number"

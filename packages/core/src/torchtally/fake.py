@@ -101,6 +101,8 @@ def fake_model(
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
     faker = _Faker(fake_mode, input_device((args, kwargs)))
     for module in model.modules():
+        if isinstance(module, torch.jit.ScriptModule):
+            continue  # its slots live in C++; fake mode converts its real tensors as ops use them
         for slots in (module._parameters, module._buffers):
             for name, tensor in slots.items():
                 if tensor is not None:

@@ -121,8 +121,7 @@ def device_mismatch(
     return (
         f"the inputs are on {input_names} but the model's parameters and buffers are on "
         f"{model_names}: move the inputs to the model's device (e.g. x.to({target!r})) or the "
-        "model to the inputs' device (model.to(...)), or pass mode='meta' to count on shapes "
-        "alone"
+        "model to the inputs' device (model.to(...))"
     )
 
 

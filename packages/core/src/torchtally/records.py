@@ -4,6 +4,7 @@ with other handlers long after the model ran."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,21 @@ def record_value(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: record_value(v) for k, v in value.items()}
     return value
+
+
+def iter_tensors(value: Any) -> Iterator[torch.Tensor]:
+    """Every tensor inside `value`: nested lists, tuples, dicts and dataclasses, depth first."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from iter_tensors(v)
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from iter_tensors(v)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield from iter_tensors(getattr(value, f.name))
 
 
 def iter_tensor_metas(value: Any) -> Iterator[TensorMeta]:

@@ -19,10 +19,9 @@ from torch import nn
 from torch.autograd.function import BackwardCFunction
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
-from torchtally.fake import fake_model
-from torchtally.records import ModuleCall, ModuleInfo, OpCall, Trace, record_value
+from torchtally.fake import NEEDS_REAL_DATA, fake_model
+from torchtally.records import ModuleCall, ModuleInfo, OpCall, Trace, iter_tensors, record_value
 from torchtally.state import preserve_model_state
 
 _get_sequence_nr = torch._C._autograd._get_sequence_nr
@@ -72,7 +71,8 @@ def module_tree(model: nn.Module) -> tuple[dict[int, str], dict[str, ModuleInfo]
 
 
 def _has_forward(module: nn.Module) -> bool:
-    forward = type(module).forward
+    # read statically: a scripted module's forward is a descriptor that raises on the class
+    forward = inspect.getattr_static(type(module), "forward", None)
     return forward is not nn.Module.forward and not isinstance(module, _NO_FORWARD)
 
 
@@ -156,7 +156,7 @@ class _OpRecorder(TorchDispatchMode):
         self.functions = functions
         self.guard = guard
         self.ops: list[OpCall] = []
-        self.failed_op: str | None = None
+        self.failed: tuple[str, BaseException] | None = None  # the last op that raised, and how
         self.recording = True
         self.phase = "forward"
         self.track_nodes = track_nodes
@@ -181,9 +181,8 @@ class _OpRecorder(TorchDispatchMode):
                 self.guard.before_write(args[i])
         try:
             out = func(*args, **kwargs)
-        except Exception:
-            if self.failed_op is None:
-                self.failed_op = f"{schema.op}.{schema.overload}"
+        except Exception as error:
+            self.failed = (f"{schema.op}.{schema.overload}", error)
             raise
         if self.phase == "forward":
             scope = self.scope.stack
@@ -194,6 +193,8 @@ class _OpRecorder(TorchDispatchMode):
             node = torch._C._current_autograd_node()
             origin = self.node_origins.get(node._sequence_nr()) if node is not None else None
             scope, function = origin or ((), None)
+            if self.scope.stack:  # a module's forward running again (checkpoint recomputation)
+                scope = self.scope.stack
             if isinstance(node, BackwardCFunction):
                 function = None  # a hand-written backward: its ops are its own, not the forward's
         self.ops.append(
@@ -208,6 +209,21 @@ class _OpRecorder(TorchDispatchMode):
             )
         )
         return out
+
+    def failed_op(self, error: BaseException) -> str | None:
+        """The op whose exception `error` is (or chains to): None when the model's own code
+        raised, or when it caught an op's error and raised another."""
+        if self.failed is None:
+            return None
+        op, raised = self.failed
+        seen: BaseException | None = error
+        for _ in range(16):  # a short walk down __cause__ / __context__
+            if seen is None:
+                return None
+            if seen is raised:
+                return op
+            seen = seen.__cause__ or seen.__context__
+        return None
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -311,7 +327,7 @@ def run_traced(
             outputs = model(*args, **kwargs)
         except Exception as error:
             message = _failure_message(error, scope, recorder, infos)
-            raise TraceError(message, recorder.failed_op) from error
+            raise TraceError(message, recorder.failed_op(error)) from error
         if backward:
             _run_backward(model, outputs, (args, kwargs), loss_fn, recorder)
     return Trace(
@@ -352,10 +368,10 @@ def _run_backward(
     if loss_fn is not None:
         roots = [loss_fn(outputs)]
     else:
-        roots = [t for t in tree_leaves(outputs) if _differentiable(t)]
+        roots = [t for t in iter_tensors(outputs) if _differentiable(t)]
     roots = [t for t in roots if isinstance(t, torch.Tensor) and t.grad_fn is not None]
     leaves: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
-    leaves += [t for t in tree_leaves(inputs) if isinstance(t, torch.Tensor) and t.requires_grad]
+    leaves += [t for t in iter_tensors(inputs) if t.requires_grad]
     if not roots or not leaves:
         raise ValueError(
             "backward=True found nothing to differentiate: the model has no parameter that "
@@ -368,9 +384,10 @@ def _run_backward(
     try:
         torch.autograd.grad(roots, leaves, seeds, allow_unused=True)
     except Exception as error:
-        op = f" at op {recorder.failed_op}" if recorder.failed_op else ""
+        failed = recorder.failed_op(error)
+        op = f" at op {failed}" if failed else ""
         raise TraceError(
-            f"the backward pass raised {type(error).__name__}{op}: {error}", recorder.failed_op
+            f"the backward pass raised {type(error).__name__}{op}: {error}", failed
         ) from error
 
 
@@ -384,9 +401,14 @@ def _failure_message(
     where = scope.failed_scope or scope.stack
     inner = where[-1] if where else ""
     module = f"module {inner or '<root>'!r} ({infos[inner].type_name})" if inner in infos else ""
-    op = f"op {recorder.failed_op}" if recorder.failed_op else ""
+    failed = recorder.failed_op(error)
+    op = f"op {failed}" if failed else ""
     place = " at ".join(part for part in (module, op) if part) or "the model's forward"
-    return (
-        f"the model raised {type(error).__name__} in {place}: {error}\n"
-        "Check that the inputs have the shapes and dtypes this model expects."
-    )
+    if isinstance(error, NEEDS_REAL_DATA):
+        advice = (
+            f"What {failed or 'this op'} computes depends on the data, which fake tensors do not "
+            "have: use mode='real' (or 'auto', which falls back to it)."
+        )
+    else:
+        advice = "Check that the inputs have the shapes and dtypes this model expects."
+    return f"the model raised {type(error).__name__} in {place}: {error}\n{advice}"
