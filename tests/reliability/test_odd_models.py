@@ -183,14 +183,6 @@ def test_checkpoint_recomputation_belongs_to_the_recomputed_module() -> None:
     assert backward["b.2"] == 2 * LIN8
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=torchtally.TraceError,
-    reason="tracer._run_backward uses torch.autograd.grad, which reentrant checkpointing refuses "
-    "('incompatible with .grad()'); fall back to torch.autograd.backward(roots, seeds) with "
-    "every leaf's .grad set aside first and put back after (ModelGuard restores parameters' "
-    ".grad; inputs' need the same)",
-)
 @pytest.mark.parametrize("mode", MODES)
 def test_reentrant_checkpoint_counts_the_whole_recomputation(mode: str) -> None:
     analysis = tally(Checkpointed(use_reentrant=True), mode=mode, backward=True)

@@ -381,14 +381,23 @@ def _run_backward(
     with recorder.paused():
         seeds = [torch.ones_like(t) for t in roots]
     recorder.phase = "backward"
+    # autograd.backward, not autograd.grad, which reentrant checkpointing refuses; the leaves'
+    # .grad is set aside and put back, so nothing the user holds changes.
+    saved = [(leaf, leaf.grad) for leaf in leaves]
     try:
-        torch.autograd.grad(roots, leaves, seeds, allow_unused=True)
+        for leaf in leaves:
+            leaf.grad = None
+        torch.autograd.backward(roots, seeds)
     except Exception as error:
         failed = recorder.failed_op(error)
         op = f" at op {failed}" if failed else ""
         raise TraceError(
             f"the backward pass raised {type(error).__name__}{op}: {error}", failed
         ) from error
+    finally:
+        with recorder.paused():
+            for leaf, grad in saved:
+                leaf.grad = grad
 
 
 def _differentiable(value: Any) -> bool:
