@@ -16,6 +16,7 @@ from torchtally.counting import HandlerError, HandlerWarning
 from torchtally.handlers import CompositeOpError, CountOptions, HandlerSet
 from torchtally.params import parameter_count, parameter_shapes
 from torchtally.plugins import (
+    PluginError,
     PluginWarning,
     get_plugin_manager,
     hookimpl,
@@ -23,7 +24,7 @@ from torchtally.plugins import (
     plugin_failures,
 )
 from torchtally.records import ModuleCall, OpCall, TensorMeta, Trace
-from torchtally.reporting import Reporter, UnknownFormatError
+from torchtally.reporting import Reporter, ReporterError, UnknownFormatError
 from torchtally.tracer import TraceError
 from torchtally.units import format_count
 
@@ -42,8 +43,10 @@ __all__ = [
     "HandlerWarning",
     "ModuleCall",
     "OpCall",
+    "PluginError",
     "PluginWarning",
     "Reporter",
+    "ReporterError",
     "TensorMeta",
     "Trace",
     "TraceError",
