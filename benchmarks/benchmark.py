@@ -6,12 +6,13 @@
     python benchmarks/benchmark.py --only-llama70b      # the Llama-2-70B rows only
 
 Every (model, tool) pair runs in a subprocess of its own, so its peak RSS is its own: the
-interpreter, the libraries it imports, the model and the analysis. Times are wall-clock seconds
-of the analysis alone (the model is built and one warm-up run done first), the median (or with
-``--statistic min`` the fastest, steadier on a busy machine) of ``--repeats`` runs; ``x fwd`` is the tool's time over the plain forward pass of the same model
-(under ``torch.no_grad()``, warm), both timed in turns in the same process after the RSS is read,
-so that a busy machine slows both alike. MACs: one fused multiply-add is one (FlopCounterMode's
-count, two per multiply-add, is halved); attention is the part of them in attention ops.
+interpreter, the libraries it imports, the model and the analysis (read after one warm-up run).
+Times are wall-clock seconds of the analysis alone, the median (or with ``--statistic min`` the
+fastest, steadier on a busy machine) of ``--repeats`` runs; each run follows one plain forward
+pass of the same model (``torch.no_grad()``, ``fwd s``), so that both are timed under the same
+load, and ``x fwd`` is the one time over the other. MACs: one fused multiply-add is one
+(FlopCounterMode's count, two per multiply-add, is halved); attention is the part of them in
+attention ops.
 
 The Llama-2-70B rows build the model on the meta device (torchtally) or under a FakeTensorMode
 (FlopCounterMode): 80 layers, 8192 hidden, 64 heads, 8 KV heads, 28672 MLP, 32000 tokens of
@@ -235,11 +236,12 @@ STATISTICS: dict[str, Callable[[list[float]], float]] = {"median": statistics.me
 
 
 def worker(case: str, tool: str, repeats: int, statistic: str, out: Path) -> None:
-    """Build, warm up, time `repeats` runs, read the peak RSS; then, for the ratio, time the
-    plain forward pass and the tool in turns (a shared machine's load changes by the minute,
-    so both are timed under the same load). Writes a `Result` as JSON to `out`."""
+    """Build, run once (warm-up), read the peak RSS; then time the tool `repeats` times, each
+    run after one plain forward pass of the same model, so that both are timed under the same
+    load (a shared machine's load changes by the second). Writes a `Result` to `out`."""
     warnings.filterwarnings("ignore")
     result = Result(case, tool)
+    summary = STATISTICS[statistic]
     try:
         if case.startswith("llama70b"):
             run, _ = llama70b_runner(tool, int(case.partition("-")[2] or 80))
@@ -251,14 +253,15 @@ def worker(case: str, tool: str, repeats: int, statistic: str, out: Path) -> Non
         started = time.perf_counter()
         result.macs, result.attention_macs = run()  # the warm-up run
         result.first_seconds = time.perf_counter() - started
-        summary = STATISTICS[statistic]
-        result.seconds = summary([timed(run) for _ in range(repeats)])
         result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        if forward is not None:
+        if forward is None:  # the 70B shapes cannot run forward for real
+            result.seconds = summary([timed(run) for _ in range(repeats)])
+        else:
             forward()  # warm
             pairs = [(timed(forward), timed(run)) for _ in range(repeats)]
             result.forward_seconds = summary([f for f, _ in pairs])
-            result.ratio = summary([t for _, t in pairs]) / result.forward_seconds
+            result.seconds = summary([t for _, t in pairs])
+            result.ratio = result.seconds / result.forward_seconds
     except Exception as error:  # a peer that cannot analyse a model is a result too
         result.error = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
     if result.peak_rss_mb is None:
@@ -297,10 +300,19 @@ def giga(value: int | None) -> str:
 
 def comparison_table(results: list[Result]) -> str:
     """Per model: every tool's MACs, time, time over the plain forward pass, peak RSS."""
-    header = ("model", "tool", "GMACs", "attn GMACs", "time s", "x fwd", "peak RSS MB", "note")
+    header = (
+        "model",
+        "tool",
+        "GMACs",
+        "attn GMACs",
+        "time s",
+        "fwd s",
+        "x fwd",
+        "peak RSS MB",
+        "note",
+    )
     rows: list[tuple[str, ...]] = []
     for r in results:
-        ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
         rows.append(
             (
                 r.case,
@@ -308,7 +320,8 @@ def comparison_table(results: list[Result]) -> str:
                 "" if r.tool == "plain" else giga(r.macs),
                 "" if r.tool in ("plain", "mmengine") else giga(r.attention_macs),
                 "" if r.seconds is None else f"{r.seconds:.3f}",
-                ratio,
+                "" if r.forward_seconds is None else f"{r.forward_seconds:.3f}",
+                "" if r.ratio is None else f"{r.ratio:.2f}",
                 "" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}",
                 r.error or "",
             )
