@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -17,3 +18,28 @@ class Fn(nn.Module):
 
     def forward(self, *args: Any) -> Any:
         return self.fn(*args)
+
+
+# Stand-ins for importlib.metadata objects, to feed the plugin manager fake plugins.
+
+
+@dataclass
+class FakeDist:
+    name: str
+    version: str
+    metadata: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metadata = {"Name": self.name}
+
+
+@dataclass
+class FakeEntryPoint:
+    name: str
+    target: Any
+    dist: FakeDist
+
+    def load(self) -> Any:
+        if isinstance(self.target, Exception):
+            raise self.target
+        return self.target

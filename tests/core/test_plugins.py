@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 import torch
 from torch import nn
+from torchtally_testing import FakeDist, FakeEntryPoint
 
 import torchtally
 from torchtally import plugins
@@ -23,28 +22,6 @@ lib.impl("scale", lambda x, factor: x * factor, "CompositeExplicitAutograd")
 class Scale(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.torchtally_test.scale(x, 2.0)
-
-
-@dataclass
-class FakeDist:
-    name: str
-    version: str
-    metadata: dict[str, str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.metadata = {"Name": self.name}
-
-
-@dataclass
-class FakeEntryPoint:
-    name: str
-    target: Any
-    dist: FakeDist
-
-    def load(self) -> Any:
-        if isinstance(self.target, Exception):
-            raise self.target
-        return self.target
 
 
 def scale_plugin(flops_per_element: int) -> object:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ import pytest
 import torch
 from reliability.helpers import MODES
 from torch import nn
+from torchtally_testing import FakeDist, FakeEntryPoint
 
 import torchtally
 from torchtally import plugins
@@ -47,28 +47,6 @@ class TwoOps(nn.Module):
 X = torch.randn(2, 4, generator=torch.Generator().manual_seed(0))
 LINEAR = 2 * 4 * 3
 ELEMENTS = 2 * 3  # elements each custom op produces
-
-
-@dataclass
-class FakeDist:
-    name: str
-    version: str
-    metadata: dict[str, str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.metadata = {"Name": self.name}
-
-
-@dataclass
-class FakeEntryPoint:
-    name: str
-    target: Any
-    dist: FakeDist
-
-    def load(self) -> Any:
-        if isinstance(self.target, Exception):
-            raise self.target
-        return self.target
 
 
 def handlers_plugin(make: Callable[[], Any]) -> object:
