@@ -713,11 +713,11 @@ WINDOW_POOL_CASES = [
         (2 * 3 * 8 * 8) * (3 * 3),
         id="max-pool2d-overlapping",
     ),
-    pytest.param(  # ceil_mode: 3 x 3 windows, the last ones partly outside (counted in full)
+    pytest.param(  # ceil_mode: 3 windows per dim, rows [0, 1], [2, 3] and [4] (the last clipped)
         nn.MaxPool2d(2, ceil_mode=True),
         ((1, 1, 5, 5),),
         "aten::max_pool2d_with_indices",
-        (1 * 1 * 3 * 3) * (2 * 2),
+        (2 + 2 + 1) * (2 + 2 + 1),
         id="max-pool2d-ceil",
     ),
     pytest.param(

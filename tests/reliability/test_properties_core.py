@@ -9,7 +9,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import assume, given
@@ -355,12 +354,6 @@ def test_window_pooling(case: dict[str, Any], kind: str) -> None:
     assert run(call, x).unsupported_ops() == {op: 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ops/pooling.py _window_flops counts prod(kernel_size) per output element, but with "
-    "ceil_mode=True the last window can run past the padded input and torch clips it; count "
-    "per output dim the taps inside the padded input (sum over output positions) instead",
-)
 @deterministic
 @given(case=pool_cases("max", ceil_mode=True), kind=st.sampled_from(["max", "avg"]))
 def test_window_pooling_with_ceil_mode(case: dict[str, Any], kind: str) -> None:

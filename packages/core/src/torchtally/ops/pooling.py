@@ -34,14 +34,34 @@ ADAPTIVE_MAX_POOLS = ("aten::adaptive_max_pool2d", "aten::adaptive_max_pool3d")
 
 
 def _window_flops(call: OpCall, options: CountOptions) -> Any:
-    """Each output element reads one window: prod(kernel_size) compares or adds."""
+    """Each output element reads one window: one compare or add per tap inside the padded input
+    (prod(kernel_size), except for the windows ceil_mode lets run past the end)."""
     if not options.elementwise:
         return NotImplemented
-    kernel = list(call.arg("kernel_size"))
-    if len(kernel) == 1:  # one size for every pooled dim
-        kernel = kernel * WINDOW_POOLS[call.op]
-    window = math.prod(kernel)
-    return call.output_tensors[0].numel * window
+    dims = WINDOW_POOLS[call.op]
+    kernel = _per_dim(call.arg("kernel_size"), dims)
+    stride = _per_dim(call.arg("stride") or kernel, dims)
+    padding = _per_dim(call.arg("padding"), dims)
+    dilation = _per_dim(call.arguments.get("dilation") or [1], dims)
+    x: TensorMeta = call.arg("self")
+    out: TensorMeta = call.output_tensors[0]
+    taps = 1
+    for d in range(dims):  # windows are boxes, so the taps of each dim multiply
+        size, length = x.shape[d - dims], out.shape[d - dims]
+        low, high = -padding[d], size + padding[d]
+        taps *= sum(
+            1
+            for j in range(length)
+            for t in range(kernel[d])
+            if low <= j * stride[d] - padding[d] + t * dilation[d] < high
+        )
+    return math.prod(out.shape[:-dims]) * taps
+
+
+def _per_dim(values: Any, dims: int) -> list[int]:
+    """A pooling argument as one int per pooled dim (PyTorch allows one for all)."""
+    values = list(values)
+    return values * dims if len(values) == 1 else values
 
 
 def _adaptive_max_flops(call: OpCall, options: CountOptions) -> Any:
