@@ -17,13 +17,13 @@ forward handler gives (``conv``, ``max_pool2d_with_indices``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 from torchtally.handlers import CountOptions, HandlerSet, OpHandler
 from torchtally.ops.catalog import POINTWISE_FLOPS
 from torchtally.ops.common import first_output, no_activations
 from torchtally.ops.elementwise import pointwise_flops
+from torchtally.ops.pooling import window_reads
 from torchtally.records import OpCall, TensorMeta
 
 _T = POINTWISE_FLOPS["aten::exp"]  # one transcendental function (catalog.py's _T)
@@ -145,13 +145,6 @@ def _grad_output_elements(call: OpCall) -> int:
     return grad_output.numel
 
 
-def _window(kernel_size: Sequence[int], dims: int) -> int:
-    kernel = list(kernel_size)
-    if len(kernel) == 1:  # one size for every pooled dim
-        kernel = kernel * dims
-    return math.prod(kernel)
-
-
 AVG_POOL_BACKWARDS = {"aten::avg_pool2d_backward": 2, "aten::avg_pool3d_backward": 3}
 MAX_POOL_BACKWARDS = (
     "aten::max_pool2d_with_indices_backward",
@@ -176,8 +169,8 @@ def avg_pool_backward_flops(call: OpCall, options: CountOptions) -> Any:
     """Each output gradient, scaled, is added to every element of its window (as the forward)."""
     if not options.elementwise:
         return NotImplemented
-    window = _window(call.arg("kernel_size"), AVG_POOL_BACKWARDS[call.op])
-    return {forward_name(call): _grad_output_elements(call) * window}
+    reads = window_reads(call, AVG_POOL_BACKWARDS[call.op], call.arg("grad_output"))
+    return {forward_name(call): reads}
 
 
 def adaptive_avg_pool_backward_flops(call: OpCall) -> int:

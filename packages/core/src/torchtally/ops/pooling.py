@@ -38,13 +38,16 @@ def _window_flops(call: OpCall, options: CountOptions) -> Any:
     (prod(kernel_size), except for the windows ceil_mode lets run past the end)."""
     if not options.elementwise:
         return NotImplemented
-    dims = WINDOW_POOLS[call.op]
+    return window_reads(call, WINDOW_POOLS[call.op], call.output_tensors[0])
+
+
+def window_reads(call: OpCall, dims: int, out: TensorMeta) -> int:
+    """Taps of every window of a pooling call (forward or backward) with output shape `out`."""
     kernel = _per_dim(call.arg("kernel_size"), dims)
     stride = _per_dim(call.arg("stride") or kernel, dims)
     padding = _per_dim(call.arg("padding"), dims)
     dilation = _per_dim(call.arguments.get("dilation") or [1], dims)
     x: TensorMeta = call.arg("self")
-    out: TensorMeta = call.output_tensors[0]
     taps = 1
     for d in range(dims):  # windows are boxes, so the taps of each dim multiply
         size, length = x.shape[d - dims], out.shape[d - dims]
@@ -60,8 +63,8 @@ def _window_flops(call: OpCall, options: CountOptions) -> Any:
 
 def _per_dim(values: Any, dims: int) -> list[int]:
     """A pooling argument as one int per pooled dim (PyTorch allows one for all)."""
-    values = list(values)
-    return values * dims if len(values) == 1 else values
+    per_dim = [int(v) for v in values]
+    return per_dim * dims if len(per_dim) == 1 else per_dim
 
 
 def _adaptive_max_flops(call: OpCall, options: CountOptions) -> Any:
