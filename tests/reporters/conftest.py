@@ -136,9 +136,7 @@ def analyze_case(name: str) -> tuple[nn.Module, torchtally.Analysis]:
     """The model of golden case `name` and its analysis (as get_model_complexity_info makes it)."""
     build, input_shape, options = CASES[name]
     model = build()
-    analysis = torchtally.analyze(
-        model, input_shape=input_shape, warn_unsupported=False, **options
-    )
+    analysis = torchtally.analyze(model, input_shape=input_shape, warn_unsupported=False, **options)
     return model, analysis
 
 

@@ -247,8 +247,8 @@ def describe_inputs(inputs: Any) -> str:
 
 
 def summary(analysis: Analysis, inputs: Any, units: str = "human", flop_unit: str = "mac") -> str:
-    """mmpretrain's get_flops block: input shape and the totals (each split by phase when the
-    backward pass was counted: ``Flops: 1.1K (forward 400, backward 700)``)."""
+    """mmpretrain's get_flops block: input shape and the totals (split by phase when the backward
+    pass counted something: ``Flops: 1.1K (forward 400, backward 700)``)."""
 
     def text(value: int) -> str:
         return format_count(value) if units == "human" else str(value)
@@ -256,8 +256,8 @@ def summary(analysis: Analysis, inputs: Any, units: str = "human", flop_unit: st
     def count(metric: str, scale: int = 1) -> str:
         total = text(analysis.total(metric) * scale)
         phases = _phases(analysis)
-        if len(phases) < 2:
-            return total
+        if not any(analysis.total(metric, phase=p) for p in phases[1:]):
+            return total  # forward only, or a metric only the forward pass has (activations)
         split = (f"{p} {text(analysis.total(metric, phase=p) * scale)}" for p in phases)
         return f"{total} ({', '.join(split)})"
 

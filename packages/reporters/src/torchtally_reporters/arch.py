@@ -72,7 +72,7 @@ def _shown(metric: str, values: Mapping[str, int], uncalled: bool, options: Opti
     if uncalled and metric != PARAMS:
         return UNCALLED
     text = format_number(values[metric], options, ARCH_DIGITS)
-    if metric == PARAMS or not options.phases:
+    if not options.is_split(metric):
         return text
     split = {phase: values[Column(metric, phase).key] for phase in options.phases}
     return f"{text} {by_phase_text(split, options, ARCH_DIGITS)}"

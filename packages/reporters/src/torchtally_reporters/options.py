@@ -37,19 +37,24 @@ class Options:
     units: str = "human"
     flop_unit: str = "mac"
     show_param_shapes: bool = True
-    # The phases shown in columns of their own before each metric's total; () shows totals only.
+    # The phases shown in columns of their own before the total of each metric in `split`.
     phases: tuple[str, ...] = ()
+    split: frozenset[str] = frozenset()
 
     def scale(self, metric: str) -> int:
         """The factor a raw count of `metric` is multiplied by before it is shown."""
         return FLOPS_PER_MAC[self.flop_unit] if metric == "flops" else 1
+
+    def is_split(self, metric: str) -> bool:
+        """Whether `metric` is shown per phase before its total."""
+        return metric in self.split
 
     @property
     def columns(self) -> tuple[Column, ...]:
         """The count columns: per metric, one per phase (when split) then the total."""
         columns: list[Column] = []
         for metric in self.metrics:
-            if metric != PARAMS:
+            if self.is_split(metric):
                 columns.extend(Column(metric, phase) for phase in self.phases)
             columns.append(Column(metric))
         return tuple(columns)
@@ -74,18 +79,25 @@ def parse_options(
             f"valid options: {', '.join(sorted(defaults))}"
         )
     values = {**defaults, **given}
+    metrics = _metrics(values.get("metrics"), analysis)
+    phases, split = _split(values.get("split_phases"), analysis, metrics)
     return Options(
         max_depth=_max_depth(values.get("max_depth", Options.max_depth)),
-        metrics=_metrics(values.get("metrics"), analysis),
+        metrics=metrics,
         units=_choice("units", values.get("units", Options.units), UNITS),
         flop_unit=_choice("flop_unit", values.get("flop_unit", Options.flop_unit), FLOP_UNITS),
         show_param_shapes=_flag("show_param_shapes", values.get("show_param_shapes", True)),
-        phases=_phases(values.get("split_phases"), analysis),
+        phases=phases,
+        split=split,
     )
 
 
-def _phases(value: Any, analysis: Analysis) -> tuple[str, ...]:
-    """The phases to show apart: all of them when there is more than one, unless told not to."""
+def _split(
+    value: Any, analysis: Analysis, metrics: tuple[str, ...]
+) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The phases, and the metrics to show per phase: by default those with a count after the
+    forward pass (flops, not activations, which only the forward pass has); True: every metric;
+    False: none."""
     if value is not None and not isinstance(value, bool):
         raise TypeError(f"split_phases must be True, False or None, got {value!r}")
     phases = tuple(analysis.phases)
@@ -94,7 +106,13 @@ def _phases(value: Any, analysis: Analysis) -> tuple[str, ...]:
             "split_phases=True needs an analysis with a backward pass (analyze(..., "
             "backward=True)); this one ran only the forward pass"
         )
-    return phases if len(phases) > 1 and value is not False else ()
+    if len(phases) < 2 or value is False:
+        return (), frozenset()
+    counted = [m for m in metrics if m != PARAMS]
+    if value is None:
+        later = phases[1:]
+        counted = [m for m in counted if any(analysis.total(m, phase=p) for p in later)]
+    return phases, frozenset(counted)
 
 
 def _max_depth(value: Any) -> int | None:

@@ -23,7 +23,7 @@ def column_header(column: Column, options: Options) -> str:
     """`table_header`, with the phase when phases are split: ``#flops (backward)``, ``#flops
     (total)``."""
     header = table_header(column.metric, options.show_param_shapes)
-    if column.metric == PARAMS or not options.phases:
+    if not options.is_split(column.metric):
         return header
     return f"{header} ({column.phase or 'total'})"
 
@@ -62,7 +62,7 @@ def model_total(analysis: Analysis, metric: str, options: Options, phase: str | 
 def phases_text(analysis: Analysis, metric: str, options: Options, digits: int = 3) -> str:
     """Each phase's total of `metric` when phases are split, ``(forward 400, backward 700)``;
     otherwise (and for parameters) ``""``."""
-    if metric == PARAMS or not options.phases:
+    if not options.is_split(metric):
         return ""
     return by_phase_text(
         {phase: model_total(analysis, metric, options, phase) for phase in options.phases},
