@@ -16,6 +16,9 @@ from torchtally.records import ModuleInfo, TensorMeta, Trace
 
 JSON_SCHEMA_VERSION = 1
 
+# The output format a file's suffix asks for (anything else: table).
+FORMAT_BY_SUFFIX = {".json": "json", ".md": "markdown"}
+
 
 @dataclass(frozen=True)
 class Analysis:
@@ -167,7 +170,7 @@ class Analysis:
         (``.json`` json, ``.md`` markdown, anything else table)."""
         target = Path(path)
         if format is None:
-            format = {".json": "json", ".md": "markdown"}.get(target.suffix, "table")
+            format = FORMAT_BY_SUFFIX.get(target.suffix, "table")
         target.write_text(self.render(format, **options) + "\n", encoding="utf-8")
         return target
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from torchtally.analysis import Analysis
+from torchtally.analysis import FORMAT_BY_SUFFIX, Analysis
 from torchtally.sources import (
     InputSpecError,
     LoadedModel,
@@ -39,8 +39,6 @@ DTYPES = {
     "float64": torch.float64,
 }
 # The format `--output FILE` writes when --format is not given, by the file's suffix.
-FORMAT_BY_SUFFIX = {".json": "json", ".md": "markdown"}
-
 EXAMPLES = """\
 examples:
   torchtally torchvision:resnet50 --shape 3 224 224
