@@ -88,7 +88,9 @@ def _trace_auto(
         if isinstance(error.__cause__, NEEDS_REAL_DATA):
             reason = f"{op} needs real data"
         else:  # possibly a real error, which the real run will then raise with its own message
-            reason = f"{op} failed on fake tensors: {str(error.__cause__).splitlines()[0]}"
+            cause = error.__cause__
+            first_line = (str(cause).splitlines() or [type(cause).__name__])[0]
+            reason = f"{op} failed on fake tensors: {first_line}"
         logger.warning(
             "fake tensors could not run this model (%s); running it for real instead (pass "
             "mode='real' to skip the attempt)",
