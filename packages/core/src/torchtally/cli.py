@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from torchtally.analysis import FORMAT_BY_SUFFIX, Analysis
+from torchtally.reporting import UnknownFormatError, find_reporter
 from torchtally.sources import (
     InputSpecError,
     LoadedModel,
@@ -300,22 +301,10 @@ def _output_format(args: argparse.Namespace) -> str:
 
 def _check_format(name: str) -> None:
     """Fail before the model is built if no installed reporter has the format `name`."""
-    from torchtally.plugins import reporters
-    from torchtally.reporting import REPORTERS_DISTRIBUTION
-
-    available = reporters()
-    if name in available:
-        return
-    if not available:
-        raise CliError(
-            f"no output formats are installed, so {name!r} cannot be rendered; install them "
-            f"with: pip install {REPORTERS_DISTRIBUTION}",
-            EXIT_MISSING,
-        )
-    raise CliError(
-        f"unknown output format {name!r}; installed formats: {', '.join(sorted(available))}",
-        EXIT_USAGE,
-    )
+    try:
+        find_reporter(name)
+    except UnknownFormatError as error:
+        raise CliError(str(error), EXIT_USAGE if error.installed else EXIT_MISSING) from None
 
 
 def _load(args: argparse.Namespace, device: torch.device | None) -> LoadedModel:

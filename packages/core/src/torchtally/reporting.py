@@ -22,7 +22,11 @@ class Reporter:
 
 
 class UnknownFormatError(ValueError):
-    """No installed reporter has the requested name."""
+    """No installed reporter has the requested name; `installed` lists the names there are."""
+
+    def __init__(self, message: str, installed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.installed = installed
 
 
 class ReporterError(RuntimeError):
@@ -33,20 +37,27 @@ class ReporterError(RuntimeError):
     """
 
 
-def render(analysis: Analysis, format: str, **options: Any) -> str:
+def find_reporter(format: str) -> tuple[Reporter, str]:
+    """The installed reporter named `format` and its plugin's name, or `UnknownFormatError`."""
     from torchtally.plugins import reporters
 
     available = reporters()
-    if format not in available:
-        if not available:
-            raise UnknownFormatError(
-                f"no output formats are installed, so {format!r} cannot be rendered; "
-                f"install them with: pip install {REPORTERS_DISTRIBUTION}"
-            )
+    if format in available:
+        reporter, plugin = available[format]
+        return reporter, plugin
+    if not available:
         raise UnknownFormatError(
-            f"unknown output format {format!r}; installed formats: {', '.join(sorted(available))}"
+            f"no output formats are installed, so {format!r} cannot be rendered; "
+            f"install them with: pip install {REPORTERS_DISTRIBUTION}"
         )
-    reporter, plugin = available[format]
+    installed = tuple(sorted(available))
+    raise UnknownFormatError(
+        f"unknown output format {format!r}; installed formats: {', '.join(installed)}", installed
+    )
+
+
+def render(analysis: Analysis, format: str, **options: Any) -> str:
+    reporter, plugin = find_reporter(format)
     source = f"the {format!r} output format (plugin {plugin!r})"
     try:
         text = reporter.render(analysis, **options)
