@@ -43,3 +43,15 @@ class FakeEntryPoint:
         if isinstance(self.target, Exception):
             raise self.target
         return self.target
+
+
+# A Llama small enough for any test: 2 layers, hidden 64, 4 query heads of 16, 2 KV heads.
+TINY_LLAMA = {
+    "model_type": "llama",
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 100,
+}

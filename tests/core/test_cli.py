@@ -19,6 +19,7 @@ import pytest
 import timm
 import torch
 import torchvision
+from torchtally_testing import TINY_LLAMA
 
 import torchtally
 from torchtally.cli import (
@@ -86,15 +87,6 @@ def with_inputs():
     return nn.Linear(3, 2), torch.ones(5, 3)
 """
 
-TINY_LLAMA = {
-    "model_type": "llama",
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 100,
-}
 # Tiny Llama, 8 tokens: per layer q 8*64*64, k and v 8*64*32 (2 KV heads of 16), o 8*64*64, and
 # gate, up, down 8*64*128 each; 2 layers; the LM head 8*64*100.
 LLAMA_LINEAR_FLOPS = 2 * (2 * 8 * 64 * 64 + 2 * 8 * 64 * 32 + 3 * 8 * 64 * 128) + 8 * 64 * 100

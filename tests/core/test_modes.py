@@ -8,6 +8,7 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torchtally_testing import TINY_LLAMA
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import torchtally
@@ -49,14 +50,7 @@ def test_every_mode_counts_the_same(train: bool) -> None:
 
 
 def tiny_llama() -> LlamaConfig:
-    return LlamaConfig(
-        num_hidden_layers=2,
-        hidden_size=64,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        vocab_size=100,
-    )
+    return LlamaConfig(**{k: v for k, v in TINY_LLAMA.items() if k != "model_type"})
 
 
 def test_a_transformer_built_on_meta_counts_like_the_real_one() -> None:

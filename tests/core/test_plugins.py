@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -34,15 +33,6 @@ def scale_plugin(flops_per_element: int) -> object:
             return handlers
 
     return Plugin()
-
-
-@pytest.fixture
-def entry_points(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeEntryPoint]]:
-    found: list[FakeEntryPoint] = []
-    monkeypatch.setattr(plugins.importlib_metadata, "entry_points", lambda group: list(found))
-    plugins.reset_plugins()
-    yield found
-    plugins.reset_plugins()
 
 
 def test_core_alone_counts_without_any_plugin(

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torchtally_testing import TINY_LLAMA
 
 from torchtally.sources import (
     InputSpecError,
@@ -34,15 +35,6 @@ TINY_BERT = {
     "hidden_size": 32,
     "num_attention_heads": 2,
     "intermediate_size": 64,
-    "vocab_size": 100,
-}
-TINY_LLAMA = {
-    "model_type": "llama",
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
     "vocab_size": 100,
 }
 

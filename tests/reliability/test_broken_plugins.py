@@ -8,7 +8,7 @@ warning for two plugins claiming one op; this file covers everything else.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -80,16 +80,6 @@ def reporters_plugin(make: Callable[[], Any]) -> object:
             return make()
 
     return Plugin()
-
-
-@pytest.fixture
-def entry_points(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeEntryPoint]]:
-    """Only the plugins a test adds (no installed ones); reset before and after."""
-    found: list[FakeEntryPoint] = []
-    monkeypatch.setattr(plugins.importlib_metadata, "entry_points", lambda group: list(found))
-    plugins.reset_plugins()
-    yield found
-    plugins.reset_plugins()
 
 
 def add(found: list[FakeEntryPoint], name: str, target: Any) -> None:
