@@ -8,7 +8,7 @@ meet as they would on a real machine.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,6 +20,7 @@ from torch._subclasses.fake_tensor import (
     FakeTensor,
     FakeTensorMode,
 )
+from torch.utils._mode_utils import no_dispatch
 from torch.utils._pytree import tree_map
 
 MODES = ("auto", "real", "fake", "meta")
@@ -104,3 +105,122 @@ def fake_model(
                 if tensor is not None:
                     slots[name] = faker(tensor)
     yield fake_mode, tree_map(faker, args), tree_map(faker, kwargs)
+
+
+# Tags of ops whose outputs are not a function of argument metadata alone.
+_UNCACHED_TAGS = frozenset(
+    {
+        torch.Tag.dynamic_output_shape,
+        torch.Tag.data_dependent_output,
+        torch.Tag.inplace_view,
+    }
+)
+_KEY_SCALARS = frozenset(
+    {
+        int,
+        float,
+        bool,
+        str,
+        type(None),
+        torch.dtype,
+        torch.device,
+        torch.layout,
+        torch.memory_format,
+    }
+)
+
+
+def cacheable(func: Any) -> bool:
+    """An op whose outputs are fresh tensors that depend only on its arguments' metadata:
+    nothing aliases or is written, and no tag says the data matters."""
+    if not isinstance(func, torch._ops.OpOverload):
+        return False
+    schema = func._schema
+    return (
+        not schema.is_mutable
+        and all(r.alias_info is None for r in schema.returns)
+        and all(str(r.type) in ("Tensor", "Tensor[]") for r in schema.returns)
+        and bool(schema.returns)
+        and not _UNCACHED_TAGS.intersection(func.tags)
+    )
+
+
+class FakeOutputs:
+    """Reuses fake outputs: an op met again with the same argument metadata gets new fakes of the
+    shapes, strides and dtypes it gave before, without a trip through `FakeTensorMode`.
+
+    A convnet repeats its blocks, so most ops repeat; `FakeTensorMode`'s own cache hashes much
+    more per call. Only `cacheable` ops on fakes of this mode (never constants) are reused.
+    """
+
+    def __init__(self, fake_mode: FakeTensorMode) -> None:
+        self.fake_mode = fake_mode
+        self._outputs: dict[Any, Any] = {}
+
+    def __call__(self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        key = self._key(func, args, kwargs)
+        if key is None:
+            return func(*args, **kwargs)
+        recipe = self._outputs.get(key)
+        if recipe is None:
+            out = func(*args, **kwargs)
+            self._outputs[key] = self._recipe(out)
+            return out
+        if recipe is False:  # seen before, and its outputs could not be remade
+            return func(*args, **kwargs)
+        return self._remake(recipe)
+
+    def _key(self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        parts: list[Any] = [func, torch.get_default_dtype()]
+        try:
+            for value in args:
+                parts.append(self._part(value))
+            for name, value in kwargs.items():
+                parts.append((name, self._part(value)))
+        except _NotCacheable:
+            return None
+        return tuple(parts)
+
+    def _part(self, value: Any) -> Any:
+        kind = type(value)
+        if kind in _KEY_SCALARS:
+            return (kind, value)
+        if kind is FakeTensor:
+            if value.fake_mode is not self.fake_mode or value.constant is not None:
+                raise _NotCacheable
+            return (value.shape, value.stride(), value.dtype, value.device, value.layout)
+        if kind in (list, tuple):
+            return (kind, *(self._part(v) for v in value))
+        raise _NotCacheable  # a real tensor (a constant), a SymInt, anything else
+
+    def _recipe(self, out: Any) -> Any:
+        outputs = out if isinstance(out, (list, tuple)) else (out,)
+        recipe = []
+        for t in outputs:
+            if (
+                type(t) is not FakeTensor
+                or t.fake_mode is not self.fake_mode
+                or t.layout != torch.strided
+                or t.constant is not None
+                or t.storage_offset() != 0
+            ):
+                return False
+            recipe.append((t.shape, t.stride(), t.dtype, t.device))
+        return (type(out) if isinstance(out, (list, tuple)) else None, recipe)
+
+    def _remake(self, recipe: Any) -> Any:
+        container, outputs = recipe
+        with no_dispatch():
+            metas = [
+                torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+                for shape, stride, dtype, _ in outputs
+            ]
+        fakes = [
+            FakeTensor(self.fake_mode, meta, device)
+            for meta, (_, _, _, device) in zip(metas, outputs, strict=True)
+        ]
+        return fakes[0] if container is None else container(fakes)
+
+
+class _NotCacheable(Exception):
+    pass

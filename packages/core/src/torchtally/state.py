@@ -29,7 +29,7 @@ _MODULE_DICTS = (
     "_load_state_dict_pre_hooks",
     "_load_state_dict_post_hooks",
 )
-_MODULE_SETS = ("_non_persistent_buffers_set",)
+_MODULE_CONTAINERS = (*_MODULE_DICTS, "_non_persistent_buffers_set")
 
 
 class ModelGuard:
@@ -37,29 +37,19 @@ class ModelGuard:
 
     Module attributes that hold tensors or modules are restored shallowly: one a forward added (a
     cache, maybe of fake tensors) is removed, one it rebound is bound back; a class it changed
-    (lazy modules) is changed back. Buffers are
-    copied up front (batch norm changes its running statistics without declaring it in the op
-    schema). Parameters and gradients are copied only when an op declares a write to one (copy
-    on write), so a large model costs no extra memory.
+    (lazy modules) is changed back. Buffers are copied up front when `copy_buffers` (batch norm
+    changes its running statistics without declaring it in the op schema; in fake mode the real
+    buffers are swapped out and never reached). Parameters and gradients are copied only when an
+    op declares a write to one (copy on write), so a large model costs no extra memory.
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        self.modules = list(model.modules())
-        self.classes = [type(m) for m in self.modules]
-        self.training = [m.training for m in self.modules]
-        self.attributes = [dict(vars(m)) for m in self.modules]
-        self.dicts = [
-            {attr: dict(d) for attr in _MODULE_DICTS if isinstance(d := vars(m).get(attr), dict)}
-            for m in self.modules
-        ]
-        self.sets = [
-            {attr: set(s) for attr in _MODULE_SETS if isinstance(s := vars(m).get(attr), set)}
-            for m in self.modules
-        ]
+    def __init__(self, model: nn.Module, copy_buffers: bool = True) -> None:
+        self.modules = [_ModuleSnapshot(m) for m in model.modules()]
         params = list(model.parameters())
         self.requires_grad = [(p, p.requires_grad) for p in params]
         self.grads = [(p, p.grad) for p in params if not is_lazy(p)]
-        self.buffers = [(b, b.detach().clone()) for b in model.buffers() if _is_real(b)]
+        buffers = model.buffers() if copy_buffers else ()
+        self.buffers = [(b, b.detach().clone()) for b in buffers if _is_real(b)]
         watched = [*params, *(grad for _, grad in self.grads if grad is not None)]
         self._storages = {
             _storage_key(t): t for t in watched if _is_real(t) and t.numel() > 0
@@ -76,26 +66,8 @@ class ModelGuard:
 
     def restore(self) -> None:
         with torch.no_grad():
-            for module, cls, training, attributes, dicts, sets in zip(
-                self.modules,
-                self.classes,
-                self.training,
-                self.attributes,
-                self.dicts,
-                self.sets,
-                strict=True,
-            ):
-                if type(module) is not cls:
-                    module.__class__ = cls
-                module.training = training
-                _restore_attributes(vars(module), attributes)
-                for attr, saved in dicts.items():
-                    _replace(getattr(module, attr), saved)
-                for attr, saved_set in sets.items():
-                    current = getattr(module, attr)
-                    if current != saved_set:
-                        current.clear()
-                        current.update(saved_set)
+            for snapshot in self.modules:
+                snapshot.restore()
             for buffer, buffer_copy in self.buffers:
                 buffer.copy_(buffer_copy)
             for tensor, tensor_copy in self._saved.values():
@@ -106,6 +78,44 @@ class ModelGuard:
             for param, grad in self.grads:
                 if param.grad is not grad:
                     param.grad = grad
+
+
+class _ModuleSnapshot:
+    """One module's class, training flag, attributes, and the contents of its dicts and sets
+    (copied only when not empty: most hook dicts are)."""
+
+    __slots__ = ("attributes", "cls", "containers", "module", "training")
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.cls = type(module)
+        self.training = module.training
+        state = vars(module)
+        self.attributes = dict(state)
+        self.containers: list[tuple[str, Any]] = []
+        for attr in _MODULE_CONTAINERS:
+            container = state.get(attr)
+            if isinstance(container, (dict, set)):
+                self.containers.append((attr, container.copy() if container else None))
+
+    def restore(self) -> None:
+        module = self.module
+        if type(module) is not self.cls:
+            module.__class__ = self.cls
+        module.training = self.training
+        state = vars(module)
+        _restore_attributes(state, self.attributes)
+        for attr, saved in self.containers:
+            current = state[attr] = self.attributes[attr]  # the original object, bound back
+            if saved is None:
+                if current:
+                    current.clear()
+            elif isinstance(current, set):
+                if current != saved:
+                    current.clear()
+                    current.update(saved)
+            else:
+                _replace(current, saved)
 
 
 _MISSING = object()
@@ -153,9 +163,9 @@ def _storage_key(tensor: torch.Tensor) -> int:
 
 
 @contextmanager
-def preserve_model_state(model: nn.Module) -> Iterator[ModelGuard]:
+def preserve_model_state(model: nn.Module, copy_buffers: bool = True) -> Iterator[ModelGuard]:
     """Restore the model and torch's global state on exit, whether or not the body raised."""
-    guard = ModelGuard(model)
+    guard = ModelGuard(model, copy_buffers)
     grad_enabled = torch.is_grad_enabled()
     default_dtype = torch.get_default_dtype()
     default_device = torch.get_default_device()

@@ -20,7 +20,7 @@ from torch.autograd.function import BackwardCFunction
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from torchtally.fake import NEEDS_REAL_DATA, fake_model
+from torchtally.fake import NEEDS_REAL_DATA, FakeOutputs, fake_model
 from torchtally.records import ModuleCall, ModuleInfo, OpCall, Trace, iter_tensors, record_value
 from torchtally.state import preserve_model_state
 
@@ -137,6 +137,10 @@ class _FunctionScope(TorchFunctionMode):
             self.current = outer
 
 
+def _call_op(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    return func(*args, **kwargs)
+
+
 class _OpRecorder(TorchDispatchMode):
     """Records one `OpCall` per op, and saves a parameter before an op first writes to it.
 
@@ -149,7 +153,12 @@ class _OpRecorder(TorchDispatchMode):
     supports_higher_order_operators = True  # flex attention reaches the tracer as one op
 
     def __init__(
-        self, scope: _ModuleScope, functions: _FunctionScope, guard: Any, track_nodes: bool
+        self,
+        scope: _ModuleScope,
+        functions: _FunctionScope,
+        guard: Any,
+        track_nodes: bool,
+        run_op: Callable[[Any, tuple[Any, ...], Mapping[str, Any]], Any] = _call_op,
     ) -> None:
         super().__init__()
         self.scope = scope
@@ -160,6 +169,7 @@ class _OpRecorder(TorchDispatchMode):
         self.recording = True
         self.phase = "forward"
         self.track_nodes = track_nodes
+        self.run_op = run_op
         self.node_origins: dict[int, tuple[tuple[str, ...], str | None]] = {}
         self._schemas: dict[Any, _Schema] = {}
 
@@ -180,7 +190,7 @@ class _OpRecorder(TorchDispatchMode):
             if i < len(args):
                 self.guard.before_write(args[i])
         try:
-            out = func(*args, **kwargs)
+            out = self.run_op(func, args, kwargs)
         except Exception as error:
             self.failed = (f"{schema.op}.{schema.overload}", error)
             raise
@@ -313,11 +323,13 @@ def run_traced(
     scope = _ModuleScope(names)
     functions = _FunctionScope()
     with ExitStack() as stack:
-        guard = stack.enter_context(preserve_model_state(model))
+        guard = stack.enter_context(preserve_model_state(model, copy_buffers=mode == "real"))
+        run_op = _call_op
         if mode != "real":
             fake_mode, args, kwargs = stack.enter_context(fake_model(model, args, dict(kwargs)))
             stack.enter_context(fake_mode)
-        recorder = _OpRecorder(scope, functions, guard, track_nodes=backward)
+            run_op = FakeOutputs(fake_mode)
+        recorder = _OpRecorder(scope, functions, guard, track_nodes=backward, run_op=run_op)
         stack.enter_context(torch.set_grad_enabled(backward))
         stack.enter_context(_eager_flex_attention())
         stack.enter_context(scope.installed())

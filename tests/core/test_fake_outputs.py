@@ -1,0 +1,122 @@
+"""fake.FakeOutputs: reused fake outputs must be exactly what FakeTensorMode would have made."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+from torchtally_testing import TINY_LLAMA
+from transformers import LlamaConfig, LlamaForCausalLM
+
+import torchtally.tracer as tracer
+from torchtally.fake import FakeOutputs, cacheable
+from torchtally.records import Trace
+
+
+def traced_both_ways(
+    monkeypatch: pytest.MonkeyPatch, model: nn.Module, *args: Any, backward: bool = False
+) -> tuple[Trace, Trace]:
+    """The fake-mode trace with reused outputs, and without (every op through FakeTensorMode)."""
+    cached = tracer.run_traced(model, args, {}, mode="fake", backward=backward)
+    with monkeypatch.context() as patch:
+        patch.setattr(tracer, "FakeOutputs", lambda fake_mode: tracer._call_op)
+        uncached = tracer.run_traced(model, args, {}, mode="fake", backward=backward)
+    return cached, uncached
+
+
+class Scalars(nn.Module):
+    """Ops whose output depends on a scalar's type, not only its value (True == 1 in Python)."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        flags = x > 0
+        return flags + True, flags + 1, flags + 1.0, x.sum(dim=1), x.sum(dim=0)
+
+
+class Constants(nn.Module):
+    """A tensor made in forward is a constant fake; ops on it go through FakeTensorMode."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = torch.tensor([2.0, 3.0, 4.0])
+        return x * scale * scale
+
+
+@pytest.mark.parametrize(
+    ("name", "make_model", "make_input", "backward"),
+    [
+        (
+            "resnet18",
+            lambda: torchvision.models.resnet18(),
+            lambda: torch.randn(2, 3, 64, 64),
+            True,
+        ),
+        (
+            "resnet18 channels_last",
+            lambda: torchvision.models.resnet18().eval(),
+            lambda: torch.randn(2, 3, 64, 64).to(memory_format=torch.channels_last),
+            False,
+        ),
+        (
+            "mobilenet_v3_small",
+            lambda: torchvision.models.mobilenet_v3_small().eval(),
+            lambda: torch.randn(1, 3, 64, 64),
+            False,
+        ),
+        (
+            "tiny llama",
+            lambda: LlamaForCausalLM(LlamaConfig(**TINY_LLAMA, use_cache=False)).eval(),
+            lambda: torch.randint(0, 100, (2, 16)),
+            True,
+        ),
+        ("scalars", Scalars, lambda: torch.randn(3, 3), False),
+        ("constants", Constants, lambda: torch.randn(2, 3), False),
+    ],
+)
+def test_reused_outputs_trace_exactly_as_fake_tensor_mode(
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    make_model: Any,
+    make_input: Any,
+    backward: bool,
+) -> None:
+    torch.manual_seed(0)
+    cached, uncached = traced_both_ways(monkeypatch, make_model(), make_input(), backward=backward)
+    assert cached.ops == uncached.ops  # every op, argument and output shape and dtype
+    assert cached.module_calls == uncached.module_calls
+
+
+def test_outputs_are_remade_with_the_same_metadata() -> None:
+    fake_mode = FakeTensorMode()
+    outputs = FakeOutputs(fake_mode)
+    with fake_mode:
+        x = torch.empty(2, 3, 8, 8).to(memory_format=torch.channels_last)
+        weight = torch.empty(4, 3, 3, 3)
+    conv = torch.ops.aten.convolution.default
+    arguments = (x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1)
+    with fake_mode:
+        first = outputs(conv, arguments, {})
+        again = outputs(conv, arguments, {})
+    assert isinstance(again, FakeTensor) and again.fake_mode is fake_mode
+    assert again is not first
+    assert (again.shape, again.stride(), again.dtype, again.device) == (
+        first.shape,
+        first.stride(),
+        first.dtype,
+        first.device,
+    )
+    assert again.stride() == (256, 1, 32, 4)  # 4 channels of 8 x 8, channels_last
+
+
+def test_only_functional_ops_are_reused() -> None:
+    aten = torch.ops.aten
+    assert cacheable(aten.convolution.default)
+    assert cacheable(aten.native_batch_norm.default)
+    assert cacheable(aten.cat.default)
+    assert not cacheable(aten.add_.Tensor)  # writes its input
+    assert not cacheable(aten.view.default)  # aliases its input
+    assert not cacheable(aten.split.Tensor)  # returns views
+    assert not cacheable(aten.nonzero.default)  # output shape depends on the data
+    assert not cacheable(aten._local_scalar_dense.default)  # returns a number
