@@ -140,11 +140,9 @@ def count_trace(
                     name = operator_name(call, registry.operator_names)
                     value = _nonzero(value, name)
             if value is None:
-                for owner in owners:
-                    unsupported.setdefault(owner, Counter())[call.op] += 1
+                _add(unsupported, owners, {call.op: 1})
                 continue
-            for owner in owners:
-                counts.setdefault(owner, Counter()).update(value)
+            _add(counts, owners, value)
         counts, unsupported = result.tables("forward", metric, trace.modules)
         for module_call in trace.module_calls:
             entry = covered.get(module_call.name)
@@ -154,13 +152,19 @@ def count_trace(
             label = type(module_call.module).__name__
             value = _run(handler, module_call, options, metric, label, source, result, strict)
             if value is None:
-                for owner in attribute(module_call.scope):
-                    unsupported.setdefault(owner, Counter())[label] += 1
+                _add(unsupported, attribute(module_call.scope), {label: 1})
                 continue
-            value = _nonzero(value, label)
-            for owner in attribute(module_call.scope):
-                counts.setdefault(owner, Counter()).update(value)
+            _add(counts, attribute(module_call.scope), _nonzero(value, label))
     return result
+
+
+def _add(table: Table, owners: tuple[str, ...], value: Mapping[str, Any]) -> None:
+    for owner in owners:
+        ops = table.get(owner)
+        if ops is None:
+            ops = table[owner] = Counter()
+        for name, count in value.items():
+            ops[name] += count
 
 
 def _nonzero(value: Any, name: str) -> dict[str, Any]:

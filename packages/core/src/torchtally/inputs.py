@@ -75,17 +75,34 @@ def check_model(model: Any) -> None:
             f"expected a torch.nn.Module to analyse, got {type(model).__name__}; "
             "wrap a plain function in an nn.Module whose forward calls it"
         )
-    if isinstance(model, _CONTAINERS) or not _has_forward(model):
+    if not has_forward(model):
         raise TypeError(
             f"{type(model).__name__} has no forward(), so it cannot be run: analyse the module "
             "whose forward calls it (a ModuleList or ModuleDict only holds layers)"
         )
 
 
-def _has_forward(model: nn.Module) -> bool:
-    if "forward" in vars(model) or type(model).__call__ is not nn.Module.__call__:
-        return True  # torch.compile's wrapper sets forward on the instance
-    return inspect.getattr_static(type(model), "forward", None) is not nn.Module.forward
+def has_forward(module: nn.Module) -> bool:
+    """Whether calling `module` runs code of its own (containers and bare Modules do not)."""
+    if "forward" in vars(module):  # torch.compile's wrapper sets forward on the instance
+        return True
+    cls = type(module)
+    found = _FORWARD_BY_CLASS.get(cls)
+    if found is None:
+        found = _FORWARD_BY_CLASS[cls] = _class_has_forward(cls)
+    return found
+
+
+_FORWARD_BY_CLASS: dict[type, bool] = {}
+
+
+def _class_has_forward(cls: type) -> bool:
+    if issubclass(cls, _CONTAINERS):
+        return False
+    if cls.__call__ is not nn.Module.__call__:
+        return True
+    # read statically: a scripted module's forward is a descriptor that raises on the class
+    return inspect.getattr_static(cls, "forward", None) is not nn.Module.forward
 
 
 def check_inputs(model: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:

@@ -21,12 +21,12 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from torchtally.fake import NEEDS_REAL_DATA, FakeOutputs, fake_model
+from torchtally.inputs import has_forward
 from torchtally.records import ModuleCall, ModuleInfo, OpCall, Trace, iter_tensors, record_value
 from torchtally.state import preserve_model_state
 
 _get_sequence_nr = torch._C._autograd._get_sequence_nr
-
-_NO_FORWARD = (nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
+_DisableTorchFunction = torch._C.DisableTorchFunction
 
 
 class TraceError(RuntimeError):
@@ -65,15 +65,9 @@ def module_tree(model: nn.Module) -> tuple[dict[int, str], dict[str, ModuleInfo]
             extra_repr=module.extra_repr(),
             children=children,
             aliases=tuple(aliases[name]),
-            has_forward=_has_forward(module),
+            has_forward=has_forward(module),
         )
     return canonical, infos
-
-
-def _has_forward(module: nn.Module) -> bool:
-    # read statically: a scripted module's forward is a descriptor that raises on the class
-    forward = inspect.getattr_static(type(module), "forward", None)
-    return forward is not nn.Module.forward and not isinstance(module, _NO_FORWARD)
 
 
 class _Schema:
@@ -261,7 +255,9 @@ class _ModuleScope:
         if name is not None:
             self.stack = (*self.stack, name)
             self.called.add(name)
-            self._pending.append((name, record_value(args)))
+            with _DisableTorchFunction():  # our own .shape reads: not the model's functions
+                inputs = record_value(args)
+            self._pending.append((name, inputs))
 
     def post_hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         name = self.names.get(id(module))
@@ -271,14 +267,10 @@ class _ModuleScope:
             self.failed_scope = self.stack
         scope, self.stack = self.stack, self.stack[:-1]
         _, inputs = self._pending.pop()
+        with _DisableTorchFunction():
+            outputs = record_value(output)
         self.calls.append(
-            ModuleCall(
-                name=name,
-                module=module,
-                inputs=inputs,
-                outputs=record_value(output),
-                scope=scope,
-            )
+            ModuleCall(name=name, module=module, inputs=inputs, outputs=outputs, scope=scope)
         )
 
     @contextmanager
