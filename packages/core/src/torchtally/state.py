@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor
+from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import is_lazy
 
 # Per-module dicts a forward may change in place: slots, submodules and every kind of hook.
@@ -36,8 +37,9 @@ class ModelGuard:
     """Snapshot of what a forward (and backward) pass may change, restored by `restore`.
 
     Module attributes that hold tensors or modules are restored shallowly: one a forward added (a
-    cache, maybe of fake tensors) is removed, one it rebound is bound back; a class it changed
-    (lazy modules) is changed back. Buffers are
+    cache, maybe of fake tensors) is removed, one it rebound is bound back; a class it changed is
+    changed back. A lazy module gets all its attributes back, as its first forward initialises it
+    (sets ``in_features``, removes its init hooks, changes its class). Buffers are
     copied up front (batch norm changes its running statistics without declaring it in the op
     schema). Parameters and gradients are copied only when an op declares a write to one (copy
     on write), so a large model costs no extra memory.
@@ -48,6 +50,9 @@ class ModelGuard:
         self.classes = [type(m) for m in self.modules]
         self.training = [m.training for m in self.modules]
         self.attributes = [dict(vars(m)) for m in self.modules]
+        self.lazy = [
+            isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in self.modules
+        ]
         self.dicts = [
             {attr: dict(d) for attr in _MODULE_DICTS if isinstance(d := vars(m).get(attr), dict)}
             for m in self.modules
@@ -76,11 +81,12 @@ class ModelGuard:
 
     def restore(self) -> None:
         with torch.no_grad():
-            for module, cls, training, attributes, dicts, sets in zip(
+            for module, cls, training, attributes, lazy, dicts, sets in zip(
                 self.modules,
                 self.classes,
                 self.training,
                 self.attributes,
+                self.lazy,
                 self.dicts,
                 self.sets,
                 strict=True,
@@ -88,7 +94,10 @@ class ModelGuard:
                 if type(module) is not cls:
                     module.__class__ = cls
                 module.training = training
-                _restore_attributes(vars(module), attributes)
+                if lazy:
+                    _replace(vars(module), attributes)
+                else:
+                    _restore_attributes(vars(module), attributes)
                 for attr, saved in dicts.items():
                     _replace(getattr(module, attr), saved)
                 for attr, saved_set in sets.items():
