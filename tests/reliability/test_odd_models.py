@@ -371,19 +371,73 @@ def test_huge_convolution_is_exact(mode: str) -> None:
 # --- lazy modules ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a lazy module's UninitializedParameter reaches records.record_value during "
-    "materialisation (its .shape raises), fake._Faker cannot fake it, and params.parameter_count "
-    "cannot count it after the model is restored: record_value should record a lazy tensor "
-    "without its shape, _Faker should leave lazy tensors alone (they materialise as fakes), and "
-    "parameters should be counted from the materialised model before it is restored",
-)
+def assert_still_lazy(model: nn.Module, printed: str, x: torch.Tensor) -> None:
+    """Every lazy module is as the user left it (`printed`: its repr before the analysis), and a
+    real forward still initialises it."""
+    assert repr(model) == printed  # in_features=0 again, class LazyLinear ...
+    lazy = [m for m in model.modules() if isinstance(m, nn.modules.lazy.LazyModuleMixin)]
+    params = {id(m): dict(m._parameters) for m in lazy}
+    for module in lazy:
+        infer = module._forward_pre_hooks[module._initialize_hook.id]
+        assert infer == module._infer_parameters  # the hook itself, not torchtally's wrapper
+        assert all(isinstance(p, nn.UninitializedParameter) for p in module._parameters.values())
+    model(x)
+    for module in lazy:
+        assert not isinstance(module, nn.modules.lazy.LazyModuleMixin)  # now Linear, Conv2d ...
+        assert not hasattr(module, "_initialize_hook")
+        for name, param in module._parameters.items():
+            assert param is params[id(module)][name]  # the user's objects, materialised in place
+            assert type(param) is nn.Parameter and param.numel() > 0
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_lazy_modules_are_counted_and_stay_lazy(mode: str) -> None:
     model = nn.Sequential(nn.LazyLinear(6), nn.LazyBatchNorm1d())
+    printed = repr(model)
     analysis = tally(model, mode=mode)
+    assert analysis.trace.mode == ("fake" if mode == "auto" else mode)  # lazy is not meta
     bn = 5 * N * 6  # training batch norm with affine: 5 per element
     assert analysis.by_module() == {"": N * 4 * 6 + bn, "0": N * 4 * 6, "1": bn}
-    assert analysis.params[""] == (4 * 6 + 6) + (6 + 6)
+    assert analysis.params[""] == (4 * 6 + 6) + (6 + 6)  # as materialised by the forward
+    shapes = {"0.weight": (6, 4), "0.bias": (6,), "1.weight": (6,), "1.bias": (6,)}
+    assert analysis.param_shapes == shapes
+    # the initialisation's ops (empty, uniform_) are not recorded: those of an nn.Linear are
+    linear_ops = [op.op for op in analysis.trace.ops if op.scope == ("", "0")]
+    assert linear_ops == ["aten::t", "aten::addmm"]
     assert isinstance(model[0], nn.LazyLinear)  # still lazy: its shapes come from the next input
+    assert_still_lazy(model, printed, X)
+
+
+@pytest.mark.parametrize("backward", [False, True])
+@pytest.mark.parametrize("mode", MODES)
+def test_lazy_conv_net_is_counted_as_materialised(mode: str, backward: bool) -> None:
+    model = nn.Sequential(
+        nn.LazyConv2d(8, 3, padding=1), nn.LazyBatchNorm2d(), nn.Flatten(), nn.LazyLinear(5)
+    )
+    x = torch.randn(N, 3, 6, 6)
+    printed = repr(model)
+    analysis = tally(model, x, mode=mode, backward=backward)
+    conv, bn, fc = N * 8 * 6 * 6 * (3 * 3 * 3), 5 * N * 8 * 6 * 6, N * (8 * 6 * 6) * 5
+    by_module = {"": conv + bn + fc, "0": conv, "1": bn, "2": 0, "3": fc}
+    assert analysis.by_module(phase="forward") == by_module
+    assert analysis.total("activations", phase="forward") == N * 8 * 6 * 6 + N * 5
+    assert analysis.params == {
+        "": 224 + 16 + 1445,
+        "0": 224, "0.weight": 8 * 3 * 3 * 3, "0.bias": 8,
+        "1": 16, "1.weight": 8, "1.bias": 8,
+        "3": 1445, "3.weight": 5 * 8 * 6 * 6, "3.bias": 5,
+    }  # fmt: skip
+    if backward:  # the materialised weights get gradients: the linear's input and weight
+        assert analysis.total(module="3", phase="backward") == 2 * fc
+    assert_still_lazy(model, printed, x)
+
+
+@pytest.mark.parametrize("mode", ["fake", "meta", "auto"])
+def test_huge_lazy_model_allocates_nothing_real(mode: str) -> None:
+    # materialised for real, the weight would take 2**48 * 4 bytes: 1 PiB
+    model = nn.Sequential(nn.LazyLinear(2**24), nn.LazyBatchNorm1d())
+    x = torch.empty(2, 2**24, device="meta")
+    analysis = tally(model, x, mode=mode)
+    assert analysis.total() == 2 * 2**48 + 5 * 2 * 2**24
+    assert analysis.params[""] == 2**48 + 3 * 2**24
+    assert isinstance(model[0].weight, nn.UninitializedParameter)

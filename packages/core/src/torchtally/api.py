@@ -12,7 +12,7 @@ from torchtally.analysis import Analysis
 from torchtally.fake import NEEDS_REAL_DATA, check_mode, is_meta_model
 from torchtally.handlers import METRICS, CountOptions, HandlerRegistry, HandlerSet, OpHandler
 from torchtally.inputs import build_inputs, check_not_empty
-from torchtally.params import parameter_count, parameter_shapes
+from torchtally.params import count_by_prefix
 from torchtally.plugins import handler_registry
 from torchtally.records import Trace
 from torchtally.tracer import LossFn, TraceError, run_traced
@@ -147,22 +147,23 @@ def analyze(
     :param ancestor_mode: ``"owner"`` or ``"caller"``, as in fvcore.
     :param strict: raise when a handler fails instead of reporting the op as unsupported.
     """
+    recorded = trace(
+        model,
+        inputs,
+        input_shape=input_shape,
+        kwargs=kwargs,
+        mode=mode,
+        backward=backward,
+        loss_fn=loss_fn,
+    )
     analysis = Analysis(
-        trace=trace(
-            model,
-            inputs,
-            input_shape=input_shape,
-            kwargs=kwargs,
-            mode=mode,
-            backward=backward,
-            loss_fn=loss_fn,
-        ),
+        trace=recorded,
         registry=registry_with(handlers, strict=strict),
         options=CountOptions(elementwise=elementwise, extra=dict(options or {})),
         ancestor_mode=ancestor_mode,
         metrics=tuple(metrics),
-        params=parameter_count(model),
-        param_shapes=parameter_shapes(model),
+        params=count_by_prefix(recorded.param_shapes),
+        param_shapes=recorded.param_shapes,
         strict=strict,
     )
     if warn_unsupported:

@@ -24,7 +24,7 @@ from torchtally.handlers import (
     ignoring_only,
 )
 from torchtally.inputs import build_inputs
-from torchtally.params import parameter_count, parameter_shapes
+from torchtally.params import count_by_prefix, parameter_count, parameter_shapes
 from torchtally.records import Trace
 from torchtally.tracer import module_tree, run_traced
 from torchtally.units import format_count
@@ -165,8 +165,8 @@ class ModelAnalyzer:
             options=CountOptions(elementwise=self._elementwise),
             ancestor_mode=self._ancestor_mode,
             metrics=(self.metric,),
-            params=parameter_count(self._model),
-            param_shapes=parameter_shapes(self._model),
+            params=count_by_prefix(self._trace.param_shapes),
+            param_shapes=self._trace.param_shapes,
         )
         if self._warn_unsupported:
             log_unsupported(analysis, (self.metric,))
@@ -261,14 +261,15 @@ def get_model_complexity_info(
     if input_shape is not None and inputs is not None:
         raise ValueError('"input_shape" and "inputs" cannot be both set.')
     args, kwargs = build_inputs(model, inputs, input_shape)
+    trace = run_traced(model, args, kwargs)
     analysis = Analysis(
-        trace=run_traced(model, args, kwargs),
+        trace=trace,
         registry=registry_with(None),
         options=CountOptions(),
         ancestor_mode="owner",
         metrics=("flops", "activations"),
-        params=parameter_count(model),
-        param_shapes=parameter_shapes(model),
+        params=count_by_prefix(trace.param_shapes),
+        param_shapes=trace.param_shapes,
     )
     log_unsupported(analysis)
     flops, activations = analysis.total("flops"), analysis.total("activations")

@@ -3,12 +3,13 @@
 `fake_model` swaps every parameter and buffer for a `FakeTensor` of the same shape, dtype and
 ``requires_grad`` (tied weights stay tied); `preserve_model_state` puts the originals back. A model
 built on the meta device gets fakes that claim the inputs' device, so meta weights and CPU inputs
-meet as they would on a real machine.
+meet as they would on a real machine. A lazy module's uninitialized tensors have no shape yet: the
+tracer fakes them once its first forward has materialised them (on the meta device).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,6 +21,7 @@ from torch._subclasses.fake_tensor import (
     FakeTensor,
     FakeTensorMode,
 )
+from torch.nn.parameter import is_lazy
 from torch.utils._mode_utils import no_dispatch
 from torch.utils._pytree import tree_map
 
@@ -40,9 +42,11 @@ def check_mode(mode: str) -> str:
 
 
 def is_meta_model(model: nn.Module) -> bool:
-    """True when a parameter or buffer is on the meta device (built under ``device('meta')``)."""
+    """True when a parameter or buffer is on the meta device (built under ``device('meta')``).
+
+    A lazy module's uninitialized tensors hold no weights: they do not count."""
     tensors = [*model.parameters(), *model.buffers()]
-    return any(t.device.type == "meta" for t in tensors)
+    return any(t.device.type == "meta" for t in tensors if not is_lazy(t))
 
 
 def input_device(args: Any) -> torch.device:
@@ -75,6 +79,15 @@ class _Faker:
             self._made[id(value)] = fake
         return fake
 
+    def fake_module(self, module: nn.Module) -> None:
+        """Swap the module's own parameters and buffers for fakes; lazy ones are left alone."""
+        if isinstance(module, torch.jit.ScriptModule):
+            return  # its slots live in C++; fake mode converts its real tensors as ops use them
+        for slots in (module._parameters, module._buffers):
+            for name, tensor in slots.items():
+                if tensor is not None and not is_lazy(tensor):
+                    slots[name] = self(tensor)
+
     def _fake(self, tensor: torch.Tensor) -> torch.Tensor:
         if type(tensor) not in (torch.Tensor, nn.Parameter) or tensor.layout != torch.strided:
             return self.fake_mode.from_tensor(tensor)  # subclasses, sparse: the general path
@@ -87,24 +100,23 @@ class _Faker:
         return fake.requires_grad_(True) if tensor.requires_grad else fake
 
 
+FakeModel = tuple[FakeTensorMode, tuple[Any, ...], dict[str, Any], Callable[[nn.Module], None]]
+
+
 @contextmanager
 def fake_model(
     model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Iterator[tuple[FakeTensorMode, tuple[Any, ...], dict[str, Any]]]:
-    """Swap the model's parameters and buffers for fakes; yield the mode and fake inputs.
+) -> Iterator[FakeModel]:
+    """Swap the model's parameters and buffers for fakes; yield the mode, fake inputs, and the
+    function that fakes a module's tensors (for lazy modules, once they have materialised).
 
     The caller restores the originals (`preserve_model_state` does); the mode is not entered.
     """
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
     faker = _Faker(fake_mode, input_device((args, kwargs)))
     for module in model.modules():
-        if isinstance(module, torch.jit.ScriptModule):
-            continue  # its slots live in C++; fake mode converts its real tensors as ops use them
-        for slots in (module._parameters, module._buffers):
-            for name, tensor in slots.items():
-                if tensor is not None:
-                    slots[name] = faker(tensor)
-    yield fake_mode, tree_map(faker, args), tree_map(faker, kwargs)
+        faker.fake_module(module)
+    yield fake_mode, tree_map(faker, args), tree_map(faker, kwargs), faker.fake_module
 
 
 # Tags of ops whose outputs are not a function of argument metadata alone.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
+from collections.abc import Mapping
 
 from torch import nn
 
@@ -13,9 +15,14 @@ def parameter_count(model: nn.Module) -> defaultdict[str, int]:
 
     A parameter shared by several modules counts once, under its first name, as in fvcore.
     """
+    return count_by_prefix(parameter_shapes(model))
+
+
+def count_by_prefix(shapes: Mapping[str, tuple[int, ...]]) -> defaultdict[str, int]:
+    """`parameter_count` from parameter shapes (a trace's: lazy modules materialised)."""
     counts: defaultdict[str, int] = defaultdict(int)
-    for name, param in model.named_parameters():
-        size = param.numel()
+    for name, shape in shapes.items():
+        size = math.prod(shape)
         parts = name.split(".")
         for depth in range(len(parts) + 1):
             counts[".".join(parts[:depth])] += size

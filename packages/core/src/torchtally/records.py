@@ -152,3 +152,5 @@ class Trace:
     called_modules: frozenset[str]
     input_shapes: tuple[Any, ...]
     mode: str = "real"
+    # every parameter's shape as the model ran (lazy modules materialised), by its first name
+    param_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor
+from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import is_lazy
 
 # Per-module dicts a forward may change in place: slots, submodules and every kind of hook.
@@ -37,10 +38,12 @@ class ModelGuard:
 
     Module attributes that hold tensors or modules are restored shallowly: one a forward added (a
     cache, maybe of fake tensors) is removed, one it rebound is bound back; a class it changed
-    (lazy modules) is changed back. Buffers are copied up front when `copy_buffers` (batch norm
-    changes its running statistics without declaring it in the op schema; in fake mode the real
-    buffers are swapped out and never reached). Parameters and gradients are copied only when an
-    op declares a write to one (copy on write), so a large model costs no extra memory.
+    (lazy modules) is changed back, and a lazy module gets all its attributes back, as its first
+    forward initialises it (sets ``in_features``, removes its init hooks). Buffers are copied up
+    front when `copy_buffers` (batch norm changes its running statistics without declaring it in
+    the op schema; in fake mode the real buffers are swapped out and never reached). Parameters
+    and gradients are copied only when an op declares a write to one (copy on write), so a large
+    model costs no extra memory.
     """
 
     def __init__(self, model: nn.Module, copy_buffers: bool = True) -> None:
@@ -84,12 +87,13 @@ class _ModuleSnapshot:
     """One module's class, training flag, attributes, and the contents of its dicts and sets
     (copied only when not empty: most hook dicts are)."""
 
-    __slots__ = ("attributes", "cls", "containers", "module", "training")
+    __slots__ = ("attributes", "cls", "containers", "lazy", "module", "training")
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module
         self.cls = type(module)
         self.training = module.training
+        self.lazy = isinstance(module, LazyModuleMixin) and module.has_uninitialized_params()
         state = vars(module)
         self.attributes = dict(state)
         self.containers: list[tuple[str, Any]] = []
@@ -104,7 +108,10 @@ class _ModuleSnapshot:
             module.__class__ = self.cls
         module.training = self.training
         state = vars(module)
-        _restore_attributes(state, self.attributes)
+        if self.lazy:
+            _replace(state, self.attributes)
+        else:
+            _restore_attributes(state, self.attributes)
         for attr, saved in self.containers:
             current = state[attr] = self.attributes[attr]  # the original object, bound back
             if saved is None:

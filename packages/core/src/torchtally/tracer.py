@@ -11,17 +11,22 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import unset_fake_temporarily
 from torch.autograd.function import BackwardCFunction
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import is_lazy
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from torchtally.fake import NEEDS_REAL_DATA, FakeOutputs, fake_model
 from torchtally.inputs import has_forward
+from torchtally.params import parameter_shapes
 from torchtally.records import ModuleCall, ModuleInfo, OpCall, Trace, iter_tensors, record_value
 from torchtally.state import preserve_model_state
 
@@ -301,7 +306,8 @@ def run_traced(
     `mode` ``"real"`` runs the model as given; ``"fake"`` and ``"meta"`` run it on fake tensors
     (see `torchtally.fake`). With `backward`, the gradients of the parameters (and of inputs that
     require grad) are computed too, from ``loss_fn(outputs)`` or from every floating-point output.
-    The model is left exactly as it was, also when the forward raises (see `preserve_model_state`).
+    The model is left exactly as it was, also when the forward raises (see `preserve_model_state`);
+    lazy modules stay lazy, and the trace keeps the parameter shapes they materialised.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(
@@ -316,12 +322,17 @@ def run_traced(
     functions = _FunctionScope()
     with ExitStack() as stack:
         guard = stack.enter_context(preserve_model_state(model, copy_buffers=mode == "real"))
-        run_op = _call_op
+        fake_context: AbstractContextManager[Any] = nullcontext()
+        fake_module = None
+        run_op: Callable[[Any, tuple[Any, ...], Mapping[str, Any]], Any] = _call_op
         if mode != "real":
-            fake_mode, args, kwargs = stack.enter_context(fake_model(model, args, dict(kwargs)))
-            stack.enter_context(fake_mode)
-            run_op = FakeOutputs(fake_mode)
+            fake_mode, args, kwargs, fake_module = stack.enter_context(
+                fake_model(model, args, dict(kwargs))
+            )
+            fake_context, run_op = fake_mode, FakeOutputs(fake_mode)
         recorder = _OpRecorder(scope, functions, guard, track_nodes=backward, run_op=run_op)
+        _prepare_lazy_modules(model, recorder, fake_module)  # outside the fake mode
+        stack.enter_context(fake_context)
         stack.enter_context(torch.set_grad_enabled(backward))
         stack.enter_context(_eager_flex_attention())
         stack.enter_context(scope.installed())
@@ -334,6 +345,7 @@ def run_traced(
             raise TraceError(message, recorder.failed_op(error)) from error
         if backward:
             _run_backward(model, outputs, (args, kwargs), loss_fn, recorder)
+        param_shapes = parameter_shapes(model)  # before restoring: lazy modules are materialised
     return Trace(
         ops=tuple(recorder.ops),
         module_calls=tuple(scope.calls),
@@ -341,7 +353,54 @@ def run_traced(
         called_modules=frozenset(scope.called),
         input_shapes=input_shapes,
         mode=mode,
+        param_shapes=param_shapes,
     )
+
+
+def _prepare_lazy_modules(
+    model: nn.Module, recorder: _OpRecorder, fake_module: Callable[[nn.Module], None] | None
+) -> None:
+    """A lazy module (``nn.LazyLinear``) materialises its tensors in a forward pre-hook on its
+    first call. Its lazy tensors are swapped for stand-ins, so the user's stay lazy (the guard puts
+    them back, with the hook and class), and the hook runs unrecorded (its ops initialise weights).
+
+    In fake mode (`fake_module` given) the stand-ins are on the meta device and the hook runs
+    outside the fake mode, which refuses lazy buffers: nothing real is allocated. `fake_module`
+    then fakes what it materialised (on the inputs' device, as for a meta model).
+    """
+    device = torch.device("meta") if fake_module else None
+    stand_ins: dict[int, Any] = {}  # one per lazy tensor: shared ones stay shared
+    for module in model.modules():
+        if not (isinstance(module, LazyModuleMixin) and module.has_uninitialized_params()):
+            continue
+        for slots in (module._parameters, module._buffers):
+            for name, tensor in slots.items():
+                if tensor is not None and is_lazy(tensor):
+                    if id(tensor) not in stand_ins:
+                        stand_ins[id(tensor)] = _stand_in(tensor, device)
+                    slots[name] = stand_ins[id(tensor)]
+        hooks = module._forward_pre_hooks
+        key = module._initialize_hook.id
+        hooks[key] = partial(_initialise, hooks[key], recorder, fake_module)
+
+
+def _stand_in(tensor: Any, device: torch.device | None) -> Any:
+    """A new uninitialized parameter or buffer like `tensor` (on `device` when given)."""
+    return type(tensor)(tensor.requires_grad, device or tensor.device, tensor.dtype)
+
+
+def _initialise(
+    infer: Callable[..., None],
+    recorder: _OpRecorder,
+    fake_module: Callable[[nn.Module], None] | None,
+    module: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    with recorder.paused(), unset_fake_temporarily():
+        infer(module, args, kwargs)
+        if fake_module is not None:
+            fake_module(module)
 
 
 @contextmanager
