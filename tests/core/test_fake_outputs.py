@@ -13,15 +13,19 @@ from torchtally_testing import TINY_LLAMA
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import torchtally.tracer as tracer
-from torchtally.fake import FakeOutputs, cacheable
+from torchtally.fake import FakeOutputs, reusable_returns
 from torchtally.records import Trace
 
 
 def traced_both_ways(
     monkeypatch: pytest.MonkeyPatch, model: nn.Module, *args: Any, backward: bool = False
 ) -> tuple[Trace, Trace]:
-    """The fake-mode trace with reused outputs, and without (every op through FakeTensorMode)."""
+    """The fake-mode trace with reused outputs, and without (every op through FakeTensorMode).
+
+    The recipes are shared across runs: the second run reuses what the first one saw."""
+    first = tracer.run_traced(model, args, {}, mode="fake", backward=backward)
     cached = tracer.run_traced(model, args, {}, mode="fake", backward=backward)
+    assert cached.ops == first.ops
     with monkeypatch.context() as patch:
         patch.setattr(tracer, "FakeOutputs", lambda fake_mode: tracer._call_op)
         uncached = tracer.run_traced(model, args, {}, mode="fake", backward=backward)
@@ -42,6 +46,19 @@ class Constants(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = torch.tensor([2.0, 3.0, 4.0])
         return x * scale * scale
+
+
+class InPlaceBlock(nn.Module):
+    """A block run twice: in-place ops met again, with autograd watching (backward=True)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(2):
+            x = self.linear(x).mul_(2.0).add_(1.0).relu_()
+        return x
 
 
 @pytest.mark.parametrize(
@@ -73,6 +90,7 @@ class Constants(nn.Module):
         ),
         ("scalars", Scalars, lambda: torch.randn(3, 3), False),
         ("constants", Constants, lambda: torch.randn(2, 3), False),
+        ("in place", InPlaceBlock, lambda: torch.randn(2, 4), True),
     ],
 )
 def test_reused_outputs_trace_exactly_as_fake_tensor_mode(
@@ -110,13 +128,38 @@ def test_outputs_are_remade_with_the_same_metadata() -> None:
     assert again.stride() == (256, 1, 32, 4)  # 4 channels of 8 x 8, channels_last
 
 
-def test_only_functional_ops_are_reused() -> None:
+def test_what_is_reused() -> None:
     aten = torch.ops.aten
-    assert cacheable(aten.convolution.default)
-    assert cacheable(aten.native_batch_norm.default)
-    assert cacheable(aten.cat.default)
-    assert not cacheable(aten.add_.Tensor)  # writes its input
-    assert not cacheable(aten.view.default)  # aliases its input
-    assert not cacheable(aten.split.Tensor)  # returns views
-    assert not cacheable(aten.nonzero.default)  # output shape depends on the data
-    assert not cacheable(aten._local_scalar_dense.default)  # returns a number
+    assert reusable_returns(aten.convolution.default) == (None,)  # new tensors
+    assert reusable_returns(aten.native_batch_norm.default) == (None,)
+    assert reusable_returns(aten.cat.default) == (None,)
+    assert reusable_returns(aten.add_.Tensor) == ((0,),)  # returns self
+    assert reusable_returns(aten.add.out) == ((3,),)  # returns out
+    assert reusable_returns(aten.view.default) is None  # a view must share its base
+    assert reusable_returns(aten.split.Tensor) is None  # views
+    assert reusable_returns(aten.t_.default) is None  # changes self's metadata
+    assert reusable_returns(aten.nonzero.default) is None  # output shape depends on the data
+    assert reusable_returns(aten._local_scalar_dense.default) is None  # returns a number
+
+
+class InPlace(nn.Module):
+    """In-place and out= ops: the result is the argument written, also when it was reused."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        results = []
+        for _ in range(3):
+            y = x.clone()
+            same = y.relu_()
+            out = torch.empty(0)
+            written = torch.add(x, x, out=out)  # resizes out: its metadata changes
+            z = x.clone()
+            z.t_()  # a metadata change in place: never reused
+            results += [same, written, z]
+            assert same is y and written is out and out.shape == x.shape
+            assert z.shape == (x.shape[1], x.shape[0])
+        return tuple(results)
+
+
+def test_in_place_ops_return_their_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    cached, uncached = traced_both_ways(monkeypatch, InPlace(), torch.randn(2, 3))
+    assert cached.ops == uncached.ops

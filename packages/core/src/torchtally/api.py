@@ -15,7 +15,7 @@ from torchtally.inputs import build_inputs, check_not_empty
 from torchtally.params import count_by_prefix
 from torchtally.plugins import handler_registry
 from torchtally.records import Trace
-from torchtally.tracer import LossFn, TraceError, run_traced
+from torchtally.tracer import LossFn, TraceError, gc_paused, run_traced
 
 logger = logging.getLogger("torchtally")
 
@@ -147,25 +147,26 @@ def analyze(
     :param ancestor_mode: ``"owner"`` or ``"caller"``, as in fvcore.
     :param strict: raise when a handler fails instead of reporting the op as unsupported.
     """
-    recorded = trace(
-        model,
-        inputs,
-        input_shape=input_shape,
-        kwargs=kwargs,
-        mode=mode,
-        backward=backward,
-        loss_fn=loss_fn,
-    )
-    analysis = Analysis(
-        trace=recorded,
-        registry=registry_with(handlers, strict=strict),
-        options=CountOptions(elementwise=elementwise, extra=dict(options or {})),
-        ancestor_mode=ancestor_mode,
-        metrics=tuple(metrics),
-        params=count_by_prefix(recorded.param_shapes),
-        param_shapes=recorded.param_shapes,
-        strict=strict,
-    )
+    with gc_paused():  # see tracer.gc_paused: counting makes many small objects too
+        recorded = trace(
+            model,
+            inputs,
+            input_shape=input_shape,
+            kwargs=kwargs,
+            mode=mode,
+            backward=backward,
+            loss_fn=loss_fn,
+        )
+        analysis = Analysis(
+            trace=recorded,
+            registry=registry_with(handlers, strict=strict),
+            options=CountOptions(elementwise=elementwise, extra=dict(options or {})),
+            ancestor_mode=ancestor_mode,
+            metrics=tuple(metrics),
+            params=count_by_prefix(recorded.param_shapes),
+            param_shapes=recorded.param_shapes,
+            strict=strict,
+        )
     if warn_unsupported:
         log_unsupported(analysis)
     return analysis

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -140,46 +140,87 @@ _KEY_SCALARS = frozenset(
         torch.memory_format,
     }
 )
+_DEVICE = torch.ops.prim.device.default
+_MAX_RECIPES = 50_000
 
 
-def cacheable(func: Any) -> bool:
-    """An op whose outputs are fresh tensors that depend only on its arguments' metadata:
-    nothing aliases or is written, and no tag says the data matters."""
-    if not isinstance(func, torch._ops.OpOverload):
-        return False
+class _Returns(NamedTuple):
+    """How an op's results relate to its arguments: for an in-place or out= op, `written` is
+    the argument each result is; for a functional op, whose results are new, it is None."""
+
+    written: tuple[int, ...] | None
+
+
+def reusable_returns(func: Any) -> _Returns | None:
+    """Whether `func`'s results can be reused from an earlier call with the same argument
+    metadata, and how: new tensors of a functional op, or the very arguments an in-place or out=
+    op writes. None for views (they must share their base), ops whose data decides the shape,
+    and anything that returns something other than tensors."""
+    if not isinstance(func, torch._ops.OpOverload) or _UNCACHED_TAGS.intersection(func.tags):
+        return None
     schema = func._schema
-    return (
-        not schema.is_mutable
-        and all(r.alias_info is None for r in schema.returns)
-        and all(str(r.type) in ("Tensor", "Tensor[]") for r in schema.returns)
-        and bool(schema.returns)
-        and not _UNCACHED_TAGS.intersection(func.tags)
-    )
+    returns = schema.returns
+    if not returns or any(str(r.type) not in ("Tensor", "Tensor[]") for r in returns):
+        return None
+    if not schema.is_mutable and all(r.alias_info is None for r in returns):
+        return _Returns(written=None)
+    written = []
+    for ret in returns:
+        alias = ret.alias_info
+        if alias is None or not alias.is_write or str(ret.type) != "Tensor":
+            return None
+        sources = [
+            i
+            for i, a in enumerate(schema.arguments)
+            if a.alias_info is not None and a.alias_info.before_set == alias.before_set
+        ]
+        if len(sources) != 1:
+            return None
+        written.append(sources[0])
+    return _Returns(written=tuple(written))
 
 
 class FakeOutputs:
-    """Reuses fake outputs: an op met again with the same argument metadata gets new fakes of the
-    shapes, strides and dtypes it gave before, without a trip through `FakeTensorMode`.
+    """Reuses the results of ops that met the same argument metadata before, without a trip
+    through `FakeTensorMode`: a functional op gets new fakes of the shapes, strides and dtypes it
+    gave then; an in-place or out= op that left its target's metadata alone returns the target.
 
-    A convnet repeats its blocks, so most ops repeat; `FakeTensorMode`'s own cache hashes much
-    more per call. Only `cacheable` ops on fakes of this mode (never constants) are reused.
+    Networks repeat their blocks, so most ops repeat, and `FakeTensorMode`'s own cache hashes
+    much more per call. What an op gave is a function of the metadata in the key alone, so the
+    recipes are shared by every analysis in the process, as `FakeTensorMode` shares its cache.
+    Only fakes of this mode take part (never constants, whose values fake mode tracks).
     """
+
+    _recipes: ClassVar[dict[Any, Any]] = {}
+    _returns: ClassVar[dict[Any, _Returns | None]] = {}
 
     def __init__(self, fake_mode: FakeTensorMode) -> None:
         self.fake_mode = fake_mode
-        self._outputs: dict[Any, Any] = {}
 
     def __call__(self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
-        key = self._key(func, args, kwargs)
-        if key is None:
+        if func is _DEVICE and type(args[0]) is FakeTensor:
+            return args[0].fake_device  # a fake's device is its own attribute
+        if func in self._returns:
+            returns = self._returns[func]
+        else:
+            returns = self._returns[func] = reusable_returns(func)
+        key = None if returns is None else self._key(func, args, kwargs)
+        if returns is None or key is None:
             return func(*args, **kwargs)
-        recipe = self._outputs.get(key)
+        recipe = self._recipes.get(key)
         if recipe is None:
+            targets = _written(func, returns, args, kwargs)
+            before = [self._part(t) for t in targets]
             out = func(*args, **kwargs)
-            self._outputs[key] = self._recipe(out)
+            if len(self._recipes) >= _MAX_RECIPES:
+                self._recipes.clear()
+            self._recipes[key] = self._recipe(out, targets, before)
             return out
-        if recipe is False:  # seen before, and its outputs could not be remade
+        if recipe is False:  # seen before, and its results could not be reused
             return func(*args, **kwargs)
+        if recipe is True:  # an in-place or out= op: its results are its targets
+            targets = _written(func, returns, args, kwargs)
+            return targets[0] if len(targets) == 1 else tuple(targets)
         return self._remake(recipe)
 
     def _key(self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
@@ -205,17 +246,19 @@ class FakeOutputs:
             return (kind, *(self._part(v) for v in value))
         raise _NotCacheable  # a real tensor (a constant), a SymInt, anything else
 
-    def _recipe(self, out: Any) -> Any:
+    def _recipe(self, out: Any, targets: list[Any], before: list[Any]) -> Any:
+        """What to give next time: True (the targets), the new results' metadata, or False."""
         outputs = out if isinstance(out, (list, tuple)) else (out,)
+        if any(type(t) is not FakeTensor or t.fake_mode is not self.fake_mode for t in outputs):
+            return False
+        if targets:  # reusable if the op gave its targets back and left their metadata alone
+            return len(outputs) == len(targets) and all(
+                o is t and self._part(t) == b
+                for o, t, b in zip(outputs, targets, before, strict=True)
+            )
         recipe = []
         for t in outputs:
-            if (
-                type(t) is not FakeTensor
-                or t.fake_mode is not self.fake_mode
-                or t.layout != torch.strided
-                or t.constant is not None
-                or t.storage_offset() != 0
-            ):
+            if t.layout != torch.strided or t.constant is not None or t.storage_offset() != 0:
                 return False
             recipe.append((t.shape, t.stride(), t.dtype, t.device))
         return (type(out) if isinstance(out, (list, tuple)) else None, recipe)
@@ -232,6 +275,16 @@ class FakeOutputs:
             for meta, (_, _, _, device) in zip(metas, outputs, strict=True)
         ]
         return fakes[0] if container is None else container(fakes)
+
+
+def _written(
+    func: Any, returns: _Returns, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> list[Any]:
+    """The arguments an in-place or out= op writes and returns (none for a functional op)."""
+    if returns.written is None:
+        return []
+    arguments = func._schema.arguments
+    return [args[i] if i < len(args) else kwargs[arguments[i].name] for i in returns.written]
 
 
 class _NotCacheable(Exception):
