@@ -10,9 +10,10 @@ interpreter, the libraries it imports, the model and the analysis (read after on
 Times are wall-clock seconds of the analysis alone, the median (or with ``--statistic min`` the
 fastest, steadier on a busy machine) of ``--repeats`` runs; each run follows one plain forward
 pass of the same model (``torch.no_grad()``, ``fwd s``), so that both are timed under the same
-load, and ``x fwd`` is the one time over the other. MACs: one fused multiply-add is one
-(FlopCounterMode's count, two per multiply-add, is halved); attention is the part of them in
-attention ops.
+load, and ``x fwd`` is the one time over the other. ``first s`` is the warm-up run, which pays
+the one-off costs (lazy imports; caches filling, such as torchtally's fake-mode recipes and
+FakeTensorMode's). MACs: one fused multiply-add is one (FlopCounterMode's count, two per
+multiply-add, is halved); attention is the part of them in attention ops.
 
 The Llama-2-70B rows build the model on the meta device (torchtally) or under a FakeTensorMode
 (FlopCounterMode): 80 layers, 8192 hidden, 64 heads, 8 KV heads, 28672 MLP, 32000 tokens of
@@ -305,6 +306,7 @@ def comparison_table(results: list[Result]) -> str:
         "tool",
         "GMACs",
         "attn GMACs",
+        "first s",
         "time s",
         "fwd s",
         "x fwd",
@@ -319,6 +321,7 @@ def comparison_table(results: list[Result]) -> str:
                 r.tool,
                 "" if r.tool == "plain" else giga(r.macs),
                 "" if r.tool in ("plain", "mmengine") else giga(r.attention_macs),
+                "" if r.first_seconds is None else f"{r.first_seconds:.3f}",
                 "" if r.seconds is None else f"{r.seconds:.3f}",
                 "" if r.forward_seconds is None else f"{r.forward_seconds:.3f}",
                 "" if r.ratio is None else f"{r.ratio:.2f}",
