@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 import torchtally
-from torchtally.cli import EXIT_MODEL, EXIT_USAGE, input_shape, main
 
 
 class TwoInputs(nn.Module):
@@ -169,22 +168,6 @@ def test_format_count(value: int, text: str) -> None:
     assert torchtally.format_count(value) == text
 
 
-def test_cli_shape_forms() -> None:
-    assert input_shape(None) == (3, 224, 224)
-    assert input_shape([224]) == (3, 224, 224)
-    assert input_shape([224, 256]) == (3, 224, 256)
-    assert input_shape([1, 28, 28]) == (1, 28, 28)
-
-
-def test_cli_errors_have_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["resnet50"]) == EXIT_USAGE
-    assert "use torchvision:NAME or package.module:factory" in capsys.readouterr().err
-    assert main(["torchvision:no_such_net"]) == EXIT_MODEL
-    assert "torchvision has no model 'no_such_net'" in capsys.readouterr().err
-    assert main(["plugins"]) == 0
-    assert "torchtally.core (torchtally-core" in capsys.readouterr().out
-
-
 def test_save_writes_the_format_of_the_suffix(tmp_path: Path) -> None:
     analysis = torchtally.analyze(nn.Linear(4, 3), torch.randn(2, 4))
     saved = analysis.save(tmp_path / "report.json")
@@ -192,13 +175,3 @@ def test_save_writes_the_format_of_the_suffix(tmp_path: Path) -> None:
     assert analysis.save(tmp_path / "report.md").read_text().startswith("**Totals:**")
     table = analysis.save(tmp_path / "report.txt", max_depth=1).read_text()
     assert table == analysis.render("table", max_depth=1) + "\n"
-
-
-def test_cli_writes_the_output_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "resnet.md"
-    code = main(["torchvision:resnet18", "--shape", "64", "--format", "markdown", "-o", str(out)])
-    assert code == 0
-    assert "wrote markdown report to" in capsys.readouterr().out
-    assert "| `model`" in out.read_text()
-    assert main(["torchvision:resnet18", "--shape", "64", "--format", "nope"]) == EXIT_USAGE
-    assert "unknown output format 'nope'; installed formats:" in capsys.readouterr().err

@@ -28,6 +28,7 @@ from torchtally.cli import (
     EXIT_MODEL,
     EXIT_USAGE,
     describe_inputs,
+    input_shape,
     main,
 )
 
@@ -609,3 +610,29 @@ def test_describe_inputs() -> None:
     assert (
         describe_inputs({"input_ids": torch.ones(1, 4), "use_cache": False}) == "input_ids (1, 4)"
     )
+
+
+def test_shape_forms() -> None:
+    assert input_shape(None) == (3, 224, 224)
+    assert input_shape([224]) == (3, 224, 224)
+    assert input_shape([224, 256]) == (3, 224, 256)
+    assert input_shape([1, 28, 28]) == (1, 28, 28)
+
+
+def test_main_returns_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["resnet50"]) == EXIT_USAGE
+    assert "use torchvision:NAME or package.module:factory" in capsys.readouterr().err
+    assert main(["torchvision:no_such_net"]) == EXIT_MODEL
+    assert "torchvision has no model 'no_such_net'" in capsys.readouterr().err
+    assert main(["plugins"]) == 0
+    assert "torchtally.core (torchtally-core" in capsys.readouterr().out
+
+
+def test_main_writes_the_output_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "resnet.md"
+    code = main(["torchvision:resnet18", "--shape", "64", "--format", "markdown", "-o", str(out)])
+    assert code == 0
+    assert "wrote markdown report to" in capsys.readouterr().out
+    assert "| `model`" in out.read_text()
+    assert main(["torchvision:resnet18", "--shape", "64", "--format", "nope"]) == EXIT_USAGE
+    assert "unknown output format 'nope'; installed formats:" in capsys.readouterr().err
