@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 import torch
 import torchvision
+import transformers
+from reliability import zoo
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torchtally_testing import TINY_LLAMA
@@ -18,17 +20,22 @@ from torchtally.records import Trace
 
 
 def traced_both_ways(
-    monkeypatch: pytest.MonkeyPatch, model: nn.Module, *args: Any, backward: bool = False
+    monkeypatch: pytest.MonkeyPatch,
+    model: nn.Module,
+    *args: Any,
+    backward: bool = False,
+    kwargs: dict[str, Any] | None = None,
 ) -> tuple[Trace, Trace]:
     """The fake-mode trace with reused outputs, and without (every op through FakeTensorMode).
 
     The recipes are shared across runs: the second run reuses what the first one saw."""
-    first = tracer.run_traced(model, args, {}, mode="fake", backward=backward)
-    cached = tracer.run_traced(model, args, {}, mode="fake", backward=backward)
+    kwargs = kwargs or {}
+    first = tracer.run_traced(model, args, kwargs, mode="fake", backward=backward)
+    cached = tracer.run_traced(model, args, kwargs, mode="fake", backward=backward)
     assert cached.ops == first.ops
     with monkeypatch.context() as patch:
         patch.setattr(tracer, "FakeOutputs", lambda fake_mode: tracer._call_op)
-        uncached = tracer.run_traced(model, args, {}, mode="fake", backward=backward)
+        uncached = tracer.run_traced(model, args, kwargs, mode="fake", backward=backward)
     return cached, uncached
 
 
@@ -162,4 +169,56 @@ class InPlace(nn.Module):
 
 def test_in_place_ops_return_their_target(monkeypatch: pytest.MonkeyPatch) -> None:
     cached, uncached = traced_both_ways(monkeypatch, InPlace(), torch.randn(2, 3))
+    assert cached.ops == uncached.ops
+
+
+# Families with views, concatenation, shuffles, windows, resampling and 3d convolutions.
+ZOO = (
+    "convnext_tiny",
+    "densenet121",
+    "efficientnet_b0",
+    "inception_v3",
+    "shufflenet_v2_x0_5",
+    "swin_t",
+    "deeplabv3_mobilenet_v3_large",
+    "r3d_18",
+    "raft_small",
+)
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_models_trace_exactly_as_with_fake_tensor_mode(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    case = zoo.case(name)
+    cached, uncached = traced_both_ways(monkeypatch, case.build(), *case.inputs, kwargs=case.kwargs)
+    assert cached.ops == uncached.ops
+
+
+HF_MODELS = {
+    "bert": lambda: transformers.BertModel(
+        transformers.BertConfig(
+            num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128
+        )
+    ),
+    "gpt2": lambda: transformers.GPT2Model(
+        transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, use_cache=False)
+    ),
+    "t5": lambda: transformers.T5Model(
+        transformers.T5Config(
+            num_layers=2, d_model=64, d_kv=16, num_heads=4, d_ff=128, use_cache=False
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize("name", HF_MODELS)
+def test_transformers_trace_exactly_as_with_fake_tensor_mode(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    torch.manual_seed(0)
+    model = HF_MODELS[name]().eval()
+    ids = torch.randint(0, 100, (2, 12))
+    kwargs = {"input_ids": ids, **({"decoder_input_ids": ids} if name == "t5" else {})}
+    cached, uncached = traced_both_ways(monkeypatch, model, kwargs=kwargs, backward=True)
     assert cached.ops == uncached.ops
