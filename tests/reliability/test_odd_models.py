@@ -404,6 +404,10 @@ def test_lazy_modules_are_counted_and_stay_lazy(mode: str) -> None:
     # the initialisation's ops (empty, uniform_) are not recorded: those of an nn.Linear are
     linear_ops = [op.op for op in analysis.trace.ops if op.scope == ("", "0")]
     assert linear_ops == ["aten::t", "aten::addmm"]
+    # reports show what the modules became
+    assert analysis.modules["0"].type_name == "Linear"
+    assert analysis.modules["0"].extra_repr == "in_features=4, out_features=6, bias=True"
+    assert analysis.modules["1"].type_name == "BatchNorm1d"
     assert isinstance(model[0], nn.LazyLinear)  # still lazy: its shapes come from the next input
     assert_still_lazy(model, printed, X)
 

@@ -43,37 +43,50 @@ class TraceError(RuntimeError):
         self.failed_op = failed_op
 
 
-def module_tree(model: nn.Module) -> tuple[dict[int, str], dict[str, ModuleInfo]]:
-    """Canonical names for every module (a shared module keeps its first name, fvcore-style).
+class ModuleTree:
+    """The model's modules under canonical names (a shared module keeps its first name, as in
+    fvcore), read once before a run, so that what the run adds or removes does not count."""
 
-    Returns the map from ``id(module)`` to canonical name, and one `ModuleInfo` per canonical name.
-    """
-    canonical: dict[int, str] = {}
-    aliases: dict[str, list[str]] = {}
-    modules: dict[str, nn.Module] = {}
-    for name, module in model.named_modules(remove_duplicate=False):
-        first = canonical.setdefault(id(module), name)
-        if first == name:
-            modules[name] = module
-            aliases[name] = []
-        else:
-            aliases[first].append(name)
-    infos = {}
-    for name, module in modules.items():
-        children = tuple(  # every attribute, as print(model) shows them, shared ones too
-            (attr, canonical[id(child)])
-            for attr, child in module._modules.items()
-            if child is not None
-        )
-        infos[name] = ModuleInfo(
-            name=name,
-            type_name=type(module).__name__,
-            extra_repr=module.extra_repr(),
-            children=children,
-            aliases=tuple(aliases[name]),
-            has_forward=has_forward(module),
-        )
-    return canonical, infos
+    def __init__(self, model: nn.Module) -> None:
+        self.canonical: dict[int, str] = {}  # id(module) -> canonical name
+        self.aliases: dict[str, list[str]] = {}
+        self.modules: dict[str, nn.Module] = {}
+        for name, module in model.named_modules(remove_duplicate=False):
+            first = self.canonical.setdefault(id(module), name)
+            if first == name:
+                self.modules[name] = module
+                self.aliases[name] = []
+            else:
+                self.aliases[first].append(name)
+        self.children = {
+            name: tuple(  # every attribute, as print(model) shows them, shared ones too
+                (attr, self.canonical[id(child)])
+                for attr, child in module._modules.items()
+                if child is not None
+            )
+            for name, module in self.modules.items()
+        }
+
+    def infos(self) -> dict[str, ModuleInfo]:
+        """One `ModuleInfo` per canonical name, with each module's type and ``extra_repr`` as
+        they are now (after a run, a lazy module's are those of what it became)."""
+        return {
+            name: ModuleInfo(
+                name=name,
+                type_name=type(module).__name__,
+                extra_repr=module.extra_repr(),
+                children=self.children[name],
+                aliases=tuple(self.aliases[name]),
+                has_forward=has_forward(module),
+            )
+            for name, module in self.modules.items()
+        }
+
+
+def module_tree(model: nn.Module) -> tuple[dict[int, str], dict[str, ModuleInfo]]:
+    """The map from ``id(module)`` to canonical name, and one `ModuleInfo` per canonical name."""
+    tree = ModuleTree(model)
+    return tree.canonical, tree.infos()
 
 
 class _Schema:
@@ -320,8 +333,8 @@ def run_traced(
     if mode not in ("real", "fake", "meta"):
         raise ValueError(f"run_traced runs mode 'real', 'fake' or 'meta', got {mode!r}")
     input_shapes = record_value((args, dict(kwargs)))
-    names, infos = module_tree(model)
-    scope = _ModuleScope(names)
+    tree = ModuleTree(model)
+    scope = _ModuleScope(tree.canonical)
     functions = _FunctionScope()
     with ExitStack() as stack:
         stack.enter_context(gc_paused())
@@ -345,11 +358,13 @@ def run_traced(
         try:
             outputs = model(*args, **kwargs)
         except Exception as error:
-            message = _failure_message(error, scope, recorder, infos)
+            message = _failure_message(error, scope, recorder, tree.infos())
             raise TraceError(message, recorder.failed_op(error)) from error
         if backward:
             _run_backward(model, outputs, (args, kwargs), loss_fn, recorder)
-        param_shapes = parameter_shapes(model)  # before restoring: lazy modules are materialised
+        # read before the model is restored: lazy modules are materialised now
+        param_shapes = parameter_shapes(model)
+        infos = tree.infos()
     return Trace(
         ops=tuple(recorder.ops),
         module_calls=tuple(scope.calls),
