@@ -150,6 +150,9 @@ class _FunctionScope(TorchFunctionMode):
             self.current = outer
 
 
+RunOp = Callable[[Any, tuple[Any, ...], Mapping[str, Any]], Any]  # runs one op: func, args, kwargs
+
+
 def _call_op(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     return func(*args, **kwargs)
 
@@ -171,7 +174,7 @@ class _OpRecorder(TorchDispatchMode):
         functions: _FunctionScope,
         guard: Any,
         track_nodes: bool,
-        run_op: Callable[[Any, tuple[Any, ...], Mapping[str, Any]], Any] = _call_op,
+        run_op: RunOp = _call_op,
     ) -> None:
         super().__init__()
         self.scope = scope
@@ -341,7 +344,7 @@ def run_traced(
         guard = stack.enter_context(preserve_model_state(model, copy_buffers=mode == "real"))
         fake_context: AbstractContextManager[Any] = nullcontext()
         fake_module = None
-        run_op: Callable[[Any, tuple[Any, ...], Mapping[str, Any]], Any] = _call_op
+        run_op: RunOp = _call_op
         if mode != "real":
             fake_mode, args, kwargs, fake_module = stack.enter_context(
                 fake_model(model, args, dict(kwargs))
