@@ -78,6 +78,29 @@ def test_training_model_is_left_bitwise_identical(grad: bool) -> None:
     assert analysis.total("flops", "conv") == 2 * (4 * 3 * 3 * 3) * (6 * 6)
 
 
+class OutWriter(nn.Module):
+    """Writes a buffer and a parameter through out= (a keyword-only argument in the schema)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(3))
+        self.register_buffer("total", torch.zeros(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            torch.sum(x, dim=0, out=self.total)
+            torch.mul(self.weight, 2.0, out=self.weight)
+        return x * self.total * self.weight
+
+
+@pytest.mark.parametrize("mode", ["real", "fake", "auto"])
+def test_writes_through_out_are_undone(mode: str) -> None:
+    model, x = OutWriter(), torch.randn(2, 3)
+    before = snapshot(model)
+    torchtally.analyze(model, x, mode=mode, warn_unsupported=False)
+    assert_unchanged(before, model)
+
+
 def test_failed_analysis_restores_everything_and_names_the_place() -> None:
     model = Mutating(fail=True).train()
     x = torch.randn(2, 3, 8, 8)

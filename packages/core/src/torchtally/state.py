@@ -39,24 +39,22 @@ class ModelGuard:
     Module attributes that hold tensors or modules are restored shallowly: one a forward added (a
     cache, maybe of fake tensors) is removed, one it rebound is bound back; a class it changed
     (lazy modules) is changed back, and a lazy module gets all its attributes back, as its first
-    forward initialises it (sets ``in_features``, removes its init hooks). Buffers are copied up
-    front when `copy_buffers` (batch norm changes its running statistics without declaring it in
-    the op schema; in fake mode the real buffers are swapped out and never reached). Parameters
-    and gradients are copied only when an op declares a write to one (copy on write), so a large
-    model costs no extra memory.
+    forward initialises it (sets ``in_features``, removes its init hooks). Parameters, buffers and
+    gradients are copied only when an op is about to write to one (copy on write: the tracer
+    calls `before_write` for the arguments an op's schema says it writes, and for batch norm's
+    running statistics in training, which the schema does not say), so a large model costs no
+    extra memory.
     """
 
-    def __init__(self, model: nn.Module, copy_buffers: bool = True) -> None:
+    def __init__(self, model: nn.Module) -> None:
         self.modules = [_ModuleSnapshot(m) for m in model.modules()]
         params = list(model.parameters())
         self.requires_grad = [(p, p.requires_grad) for p in params]
         self.grads = [(p, p.grad) for p in params if not is_lazy(p)]
-        buffers = model.buffers() if copy_buffers else ()
-        self.buffers = [(b, b.detach().clone()) for b in buffers if _is_real(b)]
-        watched = [*params, *(grad for _, grad in self.grads if grad is not None)]
+        watched = [*params, *model.buffers(), *(grad for _, grad in self.grads if grad is not None)]
         self._storages = {
             _storage_key(t): t for t in watched if _is_real(t) and t.numel() > 0
-        }  # storage -> the parameter or gradient that owns it
+        }  # storage -> the parameter, buffer or gradient that owns it
         self._saved: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def before_write(self, value: Any) -> None:
@@ -71,8 +69,6 @@ class ModelGuard:
         with torch.no_grad():
             for snapshot in self.modules:
                 snapshot.restore()
-            for buffer, buffer_copy in self.buffers:
-                buffer.copy_(buffer_copy)
             for tensor, tensor_copy in self._saved.values():
                 tensor.copy_(tensor_copy)
             for param, flag in self.requires_grad:
@@ -170,9 +166,9 @@ def _storage_key(tensor: torch.Tensor) -> int:
 
 
 @contextmanager
-def preserve_model_state(model: nn.Module, copy_buffers: bool = True) -> Iterator[ModelGuard]:
+def preserve_model_state(model: nn.Module) -> Iterator[ModelGuard]:
     """Restore the model and torch's global state on exit, whether or not the body raised."""
-    guard = ModelGuard(model, copy_buffers)
+    guard = ModelGuard(model)
     grad_enabled = torch.is_grad_enabled()
     default_dtype = torch.get_default_dtype()
     default_device = torch.get_default_device()

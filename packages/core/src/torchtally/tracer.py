@@ -32,6 +32,10 @@ from torchtally.records import ModuleCall, ModuleInfo, OpCall, Trace, iter_tenso
 from torchtally.state import preserve_model_state
 
 _get_sequence_nr = torch._C._autograd._get_sequence_nr
+# Batch norm kernels that update running_mean and running_var in training without declaring it.
+_UNDECLARED_STATS_WRITERS = frozenset(
+    {"aten::native_batch_norm", "aten::cudnn_batch_norm", "aten::miopen_batch_norm"}
+)
 _DisableTorchFunction = torch._C.DisableTorchFunction
 
 
@@ -92,9 +96,10 @@ def module_tree(model: nn.Module) -> tuple[dict[int, str], dict[str, ModuleInfo]
 class _Schema:
     """Per-op facts cached once: names, argument names and defaults."""
 
-    __slots__ = ("defaults", "names", "op", "overload", "writes")
+    __slots__ = ("defaults", "names", "op", "overload", "stats", "writes")
 
     def __init__(self, func: Any) -> None:
+        self.stats: tuple[int, ...] = ()
         if isinstance(func, torch._ops.HigherOrderOperator):
             self._init_higher_order(func)
             return
@@ -110,6 +115,19 @@ class _Schema:
             for i, a in enumerate(schema.arguments)
             if a.alias_info is not None and a.alias_info.is_write
         ]
+        if self.op in _UNDECLARED_STATS_WRITERS:
+            self.stats = tuple(map(self.names.index, ("training", "running_mean", "running_var")))
+
+    def written(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[Any]:
+        """The arguments this call writes: those its schema declares, and batch norm's running
+        statistics in training, which its schema does not."""
+        written = [self._value(i, args, kwargs) for i in self.writes]
+        if self.stats and self._value(self.stats[0], args, kwargs):
+            written += [self._value(i, args, kwargs) for i in self.stats[1:]]
+        return written
+
+    def _value(self, i: int, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        return args[i] if i < len(args) else kwargs.get(self.names[i], self.defaults[i])
 
     def _init_higher_order(self, func: torch._ops.HigherOrderOperator) -> None:
         """A higher-order op (flex attention) has no schema: ``__call__`` names its arguments."""
@@ -122,11 +140,8 @@ class _Schema:
         self.writes = []
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        bound = {}
-        for i, name in enumerate(self.names):
-            value = args[i] if i < len(args) else kwargs.get(name, self.defaults[i])
-            bound[name] = record_value(value)
-        return bound
+        value = self._value
+        return {name: record_value(value(i, args, kwargs)) for i, name in enumerate(self.names)}
 
 
 class _FunctionScope(TorchFunctionMode):
@@ -204,9 +219,9 @@ class _OpRecorder(TorchDispatchMode):
         schema = self._schemas.get(func)
         if schema is None:
             schema = self._schemas[func] = _Schema(func)
-        for i in schema.writes:
-            if i < len(args):
-                self.guard.before_write(args[i])
+        if schema.writes or schema.stats:
+            for value in schema.written(args, kwargs):
+                self.guard.before_write(value)
         try:
             out = self.run_op(func, args, kwargs)
         except Exception as error:
@@ -341,7 +356,7 @@ def run_traced(
     functions = _FunctionScope()
     with ExitStack() as stack:
         stack.enter_context(gc_paused())
-        guard = stack.enter_context(preserve_model_state(model, copy_buffers=mode == "real"))
+        guard = stack.enter_context(preserve_model_state(model))
         fake_context: AbstractContextManager[Any] = nullcontext()
         fake_module = None
         run_op: RunOp = _call_op
