@@ -140,8 +140,11 @@ class _Schema:
         self.writes = []
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        value = self._value
-        return {name: record_value(value(i, args, kwargs)) for i, name in enumerate(self.names)}
+        bound = {name: record_value(value) for name, value in zip(self.names, args, strict=False)}
+        for i in range(len(bound), len(self.names)):  # keyword arguments, then defaults
+            name = self.names[i]
+            bound[name] = record_value(kwargs.get(name, self.defaults[i]))
+        return bound
 
 
 class _FunctionScope(TorchFunctionMode):
