@@ -5,6 +5,9 @@
 built on the meta device gets fakes that claim the inputs' device, so meta weights and CPU inputs
 meet as they would on a real machine. A lazy module's uninitialized tensors have no shape yet: the
 tracer fakes them once its first forward has materialised them (on the meta device).
+
+`FakeOutputs` makes a fake run cheap: an op met again with the same argument metadata reuses what
+it gave before instead of going through `FakeTensorMode`.
 """
 
 from __future__ import annotations

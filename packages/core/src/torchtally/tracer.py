@@ -3,7 +3,8 @@
 Two modes work together: a `TorchDispatchMode` records each ATen or custom op that really ran
 (after composite ops decomposed), and a `TorchFunctionMode` remembers the outermost torch-level
 function that issued it (``linear``, ``conv2d``), which names operators the way fvcore does.
-Global module hooks keep the stack of modules whose ``__call__`` is running.
+Global module hooks keep the stack of modules whose ``__call__`` is running. In fake and meta
+mode the recorder runs each op through `torchtally.fake.FakeOutputs`.
 """
 
 from __future__ import annotations
