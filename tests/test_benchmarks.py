@@ -62,18 +62,8 @@ def test_tables(benchmark: ModuleType) -> None:
     ]
     rows[0].ratio = 1.0
     table = benchmark.comparison_table(rows).splitlines()
-    assert [cell.strip() for cell in table[0].split("|")[1:-1]] == [
-        "model",
-        "tool",
-        "GMACs",
-        "attn GMACs",
-        "first s",
-        "time s",
-        "fwd s",
-        "x fwd",
-        "peak RSS MB",
-        "note",
-    ]
+    header = [cell.strip() for cell in table[0].split("|")[1:-1]]
+    assert header[4:8] == ["first s", "time s", "fwd s", "x fwd"]
     times = [cell.strip() for cell in table[2].split("|")[5:9]]
     assert times == ["0.080", "0.050", "0.050", "1.00"]  # first, warm, forward, ratio
     assert "RuntimeError: no" in table[3]
