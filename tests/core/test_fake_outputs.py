@@ -55,6 +55,16 @@ class Constants(nn.Module):
         return x * scale * scale
 
 
+class Spectral(nn.Module):
+    """Complex tensors and conjugate views (complex ops are left to FakeTensorMode)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(2):
+            spectrum = torch.fft.rfft(x)
+            x = torch.fft.irfft(spectrum * spectrum.conj(), n=x.shape[-1]).relu()
+        return x
+
+
 class InPlaceBlock(nn.Module):
     """A block run twice: in-place ops met again, with autograd watching (backward=True)."""
 
@@ -98,6 +108,7 @@ class InPlaceBlock(nn.Module):
         ("scalars", Scalars, lambda: torch.randn(3, 3), False),
         ("constants", Constants, lambda: torch.randn(2, 3), False),
         ("in place", InPlaceBlock, lambda: torch.randn(2, 4), True),
+        ("complex", Spectral, lambda: torch.randn(2, 8), False),
     ],
 )
 def test_reused_outputs_trace_exactly_as_fake_tensor_mode(

@@ -242,7 +242,11 @@ class FakeOutputs:
         if kind in _KEY_SCALARS:
             return (kind, value)
         if kind is FakeTensor:
-            if value.fake_mode is not self.fake_mode or value.constant is not None:
+            if (
+                value.fake_mode is not self.fake_mode
+                or value.constant is not None
+                or value.dtype.is_complex  # conjugate views: left to FakeTensorMode
+            ):
                 raise _NotCacheable
             return (value.shape, value.stride(), value.dtype, value.device, value.layout)
         if kind in (list, tuple):
@@ -261,7 +265,12 @@ class FakeOutputs:
             )
         recipe = []
         for t in outputs:
-            if t.layout != torch.strided or t.constant is not None or t.storage_offset() != 0:
+            if (
+                t.layout != torch.strided
+                or t.constant is not None
+                or t.storage_offset() != 0
+                or t.dtype.is_complex
+            ):
                 return False
             recipe.append((t.shape, t.stride(), t.dtype, t.device))
         return (type(out) if isinstance(out, (list, tuple)) else None, recipe)
