@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS))
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per pair")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per pair")
     parser.add_argument(
         "--statistic",
         choices=list(STATISTICS),
