@@ -76,6 +76,9 @@ def test_training_model_is_left_bitwise_identical(grad: bool) -> None:
         analysis = torchtally.analyze(model, x, warn_unsupported=False)
         assert_unchanged(before, model)
     assert analysis.total("flops", "conv") == 2 * (4 * 3 * 3 * 3) * (6 * 6)
+    # the parameter the forward registered (and the guard removed) is not counted
+    assert analysis.params == torchtally.parameter_count(model)
+    assert "cache" not in analysis.param_shapes
 
 
 class OutWriter(nn.Module):

@@ -356,6 +356,7 @@ def run_traced(
         raise ValueError(f"run_traced runs mode 'real', 'fake' or 'meta', got {mode!r}")
     input_shapes = record_value((args, dict(kwargs)))
     tree = ModuleTree(model)
+    param_names = [name for name, _ in model.named_parameters()]
     scope = _ModuleScope(tree.canonical)
     functions = _FunctionScope()
     with ExitStack() as stack:
@@ -384,8 +385,10 @@ def run_traced(
             raise TraceError(message, recorder.failed_op(error)) from error
         if backward:
             _run_backward(model, outputs, (args, kwargs), loss_fn, recorder)
-        # read before the model is restored: lazy modules are materialised now
-        param_shapes = parameter_shapes(model)
+        # read before the model is restored: lazy modules are materialised now; parameters the
+        # forward registered (and the guard removes) are not the model's
+        shapes = parameter_shapes(model)
+        param_shapes = {name: shapes[name] for name in param_names if name in shapes}
         infos = tree.infos()
     return Trace(
         ops=tuple(recorder.ops),
