@@ -147,16 +147,16 @@ def analyze(
     :param ancestor_mode: ``"owner"`` or ``"caller"``, as in fvcore.
     :param strict: raise when a handler fails instead of reporting the op as unsupported.
     """
-    with gc_paused():  # see tracer.gc_paused: counting makes many small objects too
-        recorded = trace(
-            model,
-            inputs,
-            input_shape=input_shape,
-            kwargs=kwargs,
-            mode=mode,
-            backward=backward,
-            loss_fn=loss_fn,
-        )
+    recorded = trace(
+        model,
+        inputs,
+        input_shape=input_shape,
+        kwargs=kwargs,
+        mode=mode,
+        backward=backward,
+        loss_fn=loss_fn,
+    )
+    with gc_paused():  # counting makes many small objects (see tracer.gc_paused)
         analysis = Analysis(
             trace=recorded,
             registry=registry_with(handlers, strict=strict),

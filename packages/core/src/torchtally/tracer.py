@@ -360,7 +360,8 @@ def run_traced(
     scope = _ModuleScope(tree.canonical)
     functions = _FunctionScope()
     with ExitStack() as stack:
-        stack.enter_context(gc_paused())
+        if mode != "real":  # a real run keeps collecting: cycles may hold real activations
+            stack.enter_context(gc_paused())
         guard = stack.enter_context(preserve_model_state(model))
         fake_context: AbstractContextManager[Any] = nullcontext()
         fake_module = None
@@ -449,9 +450,9 @@ def _initialise(
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside: tracing and counting make many small objects (records,
-    fakes, counters), and collections that walk them cost a tenth of a fake run. Refcounting
-    still frees what is dropped; only reference cycles wait for the next collection."""
+    """No cyclic garbage collection inside: a fake run and counting make many small objects
+    (records, fakes, counters), and collections that walk them cost a tenth of a fake run.
+    Refcounting still frees what is dropped; only reference cycles wait for the next collection."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
