@@ -148,11 +148,11 @@ def test_outputs_are_remade_with_the_same_metadata() -> None:
 
 def test_what_is_reused() -> None:
     aten = torch.ops.aten
-    assert reusable_returns(aten.convolution.default) == (None,)  # new tensors
-    assert reusable_returns(aten.native_batch_norm.default) == (None,)
-    assert reusable_returns(aten.cat.default) == (None,)
-    assert reusable_returns(aten.add_.Tensor) == ((0,),)  # returns self
-    assert reusable_returns(aten.add.out) == ((3,),)  # returns out
+    assert reusable_returns(aten.convolution.default) == ()  # new tensors
+    assert reusable_returns(aten.native_batch_norm.default) == ()
+    assert reusable_returns(aten.cat.default) == ()
+    assert reusable_returns(aten.add_.Tensor) == (0,)  # returns self
+    assert reusable_returns(aten.add.out) == (3,)  # returns out
     assert reusable_returns(aten.view.default) is None  # a view must share its base
     assert reusable_returns(aten.split.Tensor) is None  # views
     assert reusable_returns(aten.t_.default) is None  # changes self's metadata

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -147,18 +147,12 @@ _DEVICE = torch.ops.prim.device.default
 _MAX_RECIPES = 20_000  # under 1 KB each; a ResNet-50 or a Llama-2-70B makes about 55
 
 
-class _Returns(NamedTuple):
-    """How an op's results relate to its arguments: for an in-place or out= op, `written` is
-    the argument each result is; for a functional op, whose results are new, it is None."""
-
-    written: tuple[int, ...] | None
-
-
-def reusable_returns(func: Any) -> _Returns | None:
+def reusable_returns(func: Any) -> tuple[int, ...] | None:
     """Whether `func`'s results can be reused from an earlier call with the same argument
-    metadata, and how: new tensors of a functional op, or the very arguments an in-place or out=
-    op writes. None for views (they must share their base), ops whose data decides the shape,
-    and anything that returns something other than tensors."""
+    metadata, and how: the arguments an in-place or out= op writes and returns, one per result,
+    or ``()`` for a functional op, whose results are new tensors. None for views (they must share
+    their base), ops whose data decides the shape, and anything that returns something other than
+    tensors."""
     if not isinstance(func, torch._ops.OpOverload) or _UNCACHED_TAGS.intersection(func.tags):
         return None
     schema = func._schema
@@ -166,7 +160,7 @@ def reusable_returns(func: Any) -> _Returns | None:
     if not returns or any(str(r.type) not in ("Tensor", "Tensor[]") for r in returns):
         return None
     if not schema.is_mutable and all(r.alias_info is None for r in returns):
-        return _Returns(written=None)
+        return ()
     written = []
     for ret in returns:
         alias = ret.alias_info
@@ -180,7 +174,7 @@ def reusable_returns(func: Any) -> _Returns | None:
         if len(sources) != 1:
             return None
         written.append(sources[0])
-    return _Returns(written=tuple(written))
+    return tuple(written)
 
 
 class FakeOutputs:
@@ -195,7 +189,7 @@ class FakeOutputs:
     """
 
     _recipes: ClassVar[dict[Any, Any]] = {}
-    _returns: ClassVar[dict[Any, _Returns | None]] = {}
+    _returns: ClassVar[dict[Any, tuple[int, ...] | None]] = {}
 
     def __init__(self, fake_mode: FakeTensorMode) -> None:
         self.fake_mode = fake_mode
@@ -290,13 +284,11 @@ class FakeOutputs:
 
 
 def _written(
-    func: Any, returns: _Returns, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    func: Any, returns: tuple[int, ...], args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> list[Any]:
     """The arguments an in-place or out= op writes and returns (none for a functional op)."""
-    if returns.written is None:
-        return []
     arguments = func._schema.arguments
-    return [args[i] if i < len(args) else kwargs[arguments[i].name] for i in returns.written]
+    return [args[i] if i < len(args) else kwargs[arguments[i].name] for i in returns]
 
 
 class _NotCacheable(Exception):
