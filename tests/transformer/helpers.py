@@ -73,8 +73,6 @@ def count_calls(
         options=CountOptions(elementwise=elementwise, extra=dict(options or {})),
         ancestor_mode="owner",
         metrics=("flops", "activations"),
-        params={},
-        param_shapes={},
         strict=True,
     )
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from torchtally.counting import HandlerFailure, check_ancestor_mode, count_trace, uncalled_modules
 from torchtally.handlers import CountOptions, HandlerRegistry, HandlerSet
+from torchtally.params import count_by_prefix
 from torchtally.records import ModuleInfo, TensorMeta, Trace
 
 JSON_SCHEMA_VERSION = 1
@@ -34,9 +35,9 @@ class Analysis:
     options: CountOptions
     ancestor_mode: str
     metrics: tuple[str, ...]
-    params: Mapping[str, int] = field(repr=False)
-    param_shapes: Mapping[str, tuple[int, ...]] = field(repr=False)
     strict: bool = False
+    params: Mapping[str, int] = field(init=False, repr=False)  # from trace.param_shapes
+    param_shapes: Mapping[str, tuple[int, ...]] = field(init=False, repr=False)
     _counts: Mapping[str | None, Tables] = field(init=False, repr=False)
     _unsupported: Mapping[str | None, Tables] = field(init=False, repr=False)
     handler_failures: tuple[HandlerFailure, ...] = field(init=False, repr=False)
@@ -49,8 +50,9 @@ class Analysis:
         object.__setattr__(self, "_counts", _by_phase(counts.counts))
         object.__setattr__(self, "_unsupported", _by_phase(counts.unsupported))
         object.__setattr__(self, "handler_failures", tuple(counts.failures))
-        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
-        object.__setattr__(self, "param_shapes", MappingProxyType(dict(self.param_shapes)))
+        shapes = dict(self.trace.param_shapes)
+        object.__setattr__(self, "params", MappingProxyType(dict(count_by_prefix(shapes))))
+        object.__setattr__(self, "param_shapes", MappingProxyType(shapes))
 
     # --- queries -------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from torchtally.analysis import Analysis
 from torchtally.fake import NEEDS_REAL_DATA, check_mode, is_meta_model
 from torchtally.handlers import METRICS, CountOptions, HandlerRegistry, HandlerSet, OpHandler
 from torchtally.inputs import build_inputs, check_not_empty
-from torchtally.params import count_by_prefix
 from torchtally.plugins import handler_registry
 from torchtally.records import Trace
 from torchtally.tracer import LossFn, TraceError, gc_paused, run_traced
@@ -163,8 +162,6 @@ def analyze(
             options=CountOptions(elementwise=elementwise, extra=dict(options or {})),
             ancestor_mode=ancestor_mode,
             metrics=tuple(metrics),
-            params=count_by_prefix(recorded.param_shapes),
-            param_shapes=recorded.param_shapes,
             strict=strict,
         )
     if warn_unsupported:

@@ -24,7 +24,7 @@ from torchtally.handlers import (
     ignoring_only,
 )
 from torchtally.inputs import build_inputs
-from torchtally.params import count_by_prefix, parameter_count, parameter_shapes
+from torchtally.params import parameter_shapes
 from torchtally.records import Trace
 from torchtally.tracer import module_tree, run_traced
 from torchtally.units import format_count
@@ -165,8 +165,6 @@ class ModelAnalyzer:
             options=CountOptions(elementwise=self._elementwise),
             ancestor_mode=self._ancestor_mode,
             metrics=(self.metric,),
-            params=count_by_prefix(self._trace.param_shapes),
-            param_shapes=self._trace.param_shapes,
         )
         if self._warn_unsupported:
             log_unsupported(analysis, (self.metric,))
@@ -231,7 +229,12 @@ def parameter_count_table(model: nn.Module, max_depth: int = 3) -> str:
     """fvcore's parameter table (name, #elements or shape), rendered by the reporters plugin."""
     _, infos = module_tree(model)
     empty = Trace(
-        ops=(), module_calls=(), modules=infos, called_modules=frozenset(), input_shapes=()
+        ops=(),
+        module_calls=(),
+        modules=infos,
+        called_modules=frozenset(),
+        input_shapes=(),
+        param_shapes=parameter_shapes(model),
     )
     analysis = Analysis(
         trace=empty,
@@ -239,8 +242,6 @@ def parameter_count_table(model: nn.Module, max_depth: int = 3) -> str:
         options=CountOptions(),
         ancestor_mode="owner",
         metrics=(),
-        params=parameter_count(model),
-        param_shapes=parameter_shapes(model),
     )
     return analysis.render("parameters", max_depth=max_depth)
 
@@ -268,8 +269,6 @@ def get_model_complexity_info(
         options=CountOptions(),
         ancestor_mode="owner",
         metrics=("flops", "activations"),
-        params=count_by_prefix(trace.param_shapes),
-        param_shapes=trace.param_shapes,
     )
     log_unsupported(analysis)
     flops, activations = analysis.total("flops"), analysis.total("activations")
