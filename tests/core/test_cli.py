@@ -595,7 +595,7 @@ def test_plugins(run: Run) -> None:
     code, out, _ = run("plugins")
     assert code == 0
     assert "torchtally.core (torchtally-core" in out
-    assert "  formats: 5: arch, json, markdown, parameters, table" in out
+    assert "  formats: 7: arch, csv, json, markdown, operators, parameters, table" in out
     assert "flops handlers: " in out and " ..." in out  # the first few of each
     code, out, _ = run("plugins", "--all")
     assert "    table: mmengine's complexity table" in out

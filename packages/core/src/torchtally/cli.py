@@ -162,7 +162,8 @@ def _parser() -> argparse.ArgumentParser:
     output = parser.add_argument_group("output")
     output.add_argument(
         "--format",
-        help="output format: table (default), arch, json, markdown, parameters, or a plugin's",
+        help="output format: table (default), arch, json, markdown, parameters, operators, csv, "
+        "or a plugin's",
     )
     output.add_argument(
         "--max-depth", type=int, metavar="N", help="module levels shown (table default 3)"

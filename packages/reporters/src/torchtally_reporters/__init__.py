@@ -1,4 +1,5 @@
-"""torchtally's output formats: ``table``, ``arch``, ``json``, ``markdown`` and ``parameters``.
+"""torchtally's output formats: ``table``, ``arch``, ``json``, ``markdown``, ``parameters``,
+``operators`` and ``csv``.
 
 Installed, this package registers them through the ``torchtally`` entry point group, so that
 ``analysis.render("table")`` and the other formats work. Every renderer is pure: it takes an
@@ -10,8 +11,10 @@ from __future__ import annotations
 import torchtally
 from torchtally import Reporter
 from torchtally_reporters.arch import render_arch
+from torchtally_reporters.csv_report import render_csv
 from torchtally_reporters.json_report import load_schema, render_json
 from torchtally_reporters.markdown import render_markdown
+from torchtally_reporters.operators import render_operators
 from torchtally_reporters.parameters import render_parameters
 from torchtally_reporters.table import render_table
 
@@ -23,6 +26,8 @@ REPORTERS: tuple[Reporter, ...] = (
     Reporter("json", render_json, "every number of the analysis, as JSON (see load_schema())"),
     Reporter("markdown", render_markdown, "totals and the complexity table as a Markdown table"),
     Reporter("parameters", render_parameters, "fvcore's parameter_count_table"),
+    Reporter("operators", render_operators, "counts per operator, largest first, with shares"),
+    Reporter("csv", render_csv, "one row per module (or module and operator), raw counts"),
 )
 
 
@@ -36,8 +41,10 @@ __all__ = [
     "REPORTERS",
     "load_schema",
     "render_arch",
+    "render_csv",
     "render_json",
     "render_markdown",
+    "render_operators",
     "render_parameters",
     "render_table",
     "torchtally_reporters",
