@@ -2,6 +2,9 @@
 
 flops = batch * prod(weight.shape) * prod(spatial), with the output's spatial size for a
 convolution and the input's for a transposed one (the weight shape already divides by groups).
+
+Eager models reach the dispatcher as ``aten::convolution``; TorchScript runs ``aten::_convolution``
+(the same arguments first, then backend flags), which counts the same.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ def convolution_flops(call: OpCall) -> dict[str, int]:
     return {"conv": x.shape[0] * w.numel * math.prod(spatial)}
 
 
+def convolution_activations(call: OpCall) -> dict[str, int]:
+    return {"conv": output_numel(call)}
+
+
 def register(handlers: HandlerSet) -> None:
-    handlers.add("flops", "aten::convolution", convolution_flops)
-    handlers.add("activations", "aten::convolution", lambda call: {"conv": output_numel(call)})
+    handlers.add_ops(
+        ("aten::convolution", "aten::_convolution"),
+        flops=convolution_flops,
+        activations=convolution_activations,
+    )
