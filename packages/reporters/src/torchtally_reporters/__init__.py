@@ -1,5 +1,5 @@
 """torchtally's output formats: ``table``, ``arch``, ``json``, ``markdown``, ``parameters``,
-``operators`` and ``csv``.
+``operators``, ``csv`` and ``html``.
 
 Installed, this package registers them through the ``torchtally`` entry point group, so that
 ``analysis.render("table")`` and the other formats work. Every renderer is pure: it takes an
@@ -12,6 +12,7 @@ import torchtally
 from torchtally import Reporter
 from torchtally_reporters.arch import render_arch
 from torchtally_reporters.csv_report import render_csv
+from torchtally_reporters.html_report import render_html
 from torchtally_reporters.json_report import load_schema, render_json
 from torchtally_reporters.markdown import render_markdown
 from torchtally_reporters.operators import render_operators
@@ -28,6 +29,7 @@ REPORTERS: tuple[Reporter, ...] = (
     Reporter("parameters", render_parameters, "fvcore's parameter_count_table"),
     Reporter("operators", render_operators, "counts per operator, largest first, with shares"),
     Reporter("csv", render_csv, "one row per module (or module and operator), raw counts"),
+    Reporter("html", render_html, "one self-contained page: module tree, treemap, operators"),
 )
 
 
@@ -42,6 +44,7 @@ __all__ = [
     "load_schema",
     "render_arch",
     "render_csv",
+    "render_html",
     "render_json",
     "render_markdown",
     "render_operators",
