@@ -85,6 +85,9 @@ class OpCall:
     value, defaults filled in. `function` is the outermost torch-level function that issued the op
     (``linear``, ``conv2d``, ``matmul``), or None when no torch function was running (autograd).
     `scope` is the stack of canonical module names whose ``__call__`` was running, outermost first.
+    `needs_input_grad`, for a backward op, says which inputs of the forward op whose autograd node
+    it runs for need a gradient (autograd's ``next_functions``, in that op's order); None in the
+    forward pass. A kernel that computes every gradient is charged only for these.
     """
 
     op: str
@@ -94,6 +97,7 @@ class OpCall:
     function: str | None
     scope: tuple[str, ...]
     phase: str = "forward"
+    needs_input_grad: tuple[bool, ...] | None = None
 
     @property
     def inputs(self) -> tuple[Any, ...]:

@@ -231,6 +231,7 @@ class _OpRecorder(TorchDispatchMode):
         except Exception as error:
             self.failed = (f"{schema.op}.{schema.overload}", error)
             raise
+        needs_grad = None
         if self.phase == "forward":
             scope = self.scope.stack
             function = self.functions.current
@@ -238,7 +239,10 @@ class _OpRecorder(TorchDispatchMode):
                 self.node_origins.setdefault(_get_sequence_nr() - 1, (scope, function))
         else:
             node = torch._C._current_autograd_node()
-            origin = self.node_origins.get(node._sequence_nr()) if node is not None else None
+            origin = None
+            if node is not None:
+                origin = self.node_origins.get(node._sequence_nr())
+                needs_grad = tuple(edge[0] is not None for edge in node.next_functions)
             scope, function = origin or ((), None)
             if self.scope.stack:  # a module's forward running again (checkpoint recomputation)
                 scope = self.scope.stack
@@ -253,6 +257,7 @@ class _OpRecorder(TorchDispatchMode):
                 function=function,
                 scope=scope,
                 phase=self.phase,
+                needs_input_grad=needs_grad,
             )
         )
         return out

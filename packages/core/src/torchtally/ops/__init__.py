@@ -7,13 +7,13 @@ numbers in papers that used them; docs/conventions.md lists every formula.
 from __future__ import annotations
 
 from torchtally.handlers import HandlerSet
-from torchtally.ops import backward, conv, elementwise, matmul, norm, pooling
+from torchtally.ops import backward, conv, elementwise, matmul, norm, pooling, rnn
 from torchtally.plugins import hookimpl
 
 handlers = HandlerSet()
 # Order matters only where one op appears twice: later modules refine elementwise's generic
 # rules (pooling's aten::mean under adaptive average pooling, backward's gelu_backward).
-for module in (elementwise, matmul, conv, norm, pooling, backward):
+for module in (elementwise, matmul, conv, norm, pooling, backward, rnn):
     module.register(handlers)
 
 
