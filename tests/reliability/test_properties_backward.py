@@ -381,8 +381,8 @@ def test_embedding_backward(tokens: list[int], dim: int, scale: bool) -> None:
 def handler_count(analysis: torchtally.Analysis, call: torchtally.OpCall) -> int:
     """What the analysis' handler counts for this one call, whatever operator name it gets."""
     found = analysis.registry.lookup("flops", call.op)
-    assert isinstance(found, tuple), f"no handler for {call.op}"
-    value = found[0](call, analysis.options)
+    assert found.handler is not None, f"no handler for {call.op}"
+    value = found.handler(call, analysis.options)
     return int(sum(value.values()) if isinstance(value, dict) else value)
 
 

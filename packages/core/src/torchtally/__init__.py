@@ -13,13 +13,14 @@ from torchtally.compat import (
     parameter_count_table,
 )
 from torchtally.counting import HandlerError, HandlerWarning
+from torchtally.formats import render, save
 from torchtally.handlers import CompositeOpError, CountOptions, HandlerSet
+from torchtally.hookspecs import hookimpl
 from torchtally.params import parameter_count, parameter_shapes
 from torchtally.plugins import (
     PluginError,
     PluginWarning,
     get_plugin_manager,
-    hookimpl,
     list_plugins,
     plugin_failures,
 )
@@ -27,8 +28,7 @@ from torchtally.records import ModuleCall, OpCall, TensorMeta, Trace
 from torchtally.reporting import Reporter, ReporterError, UnknownFormatError
 from torchtally.tracer import TraceError
 from torchtally.units import format_count
-
-__version__ = "0.1.0"
+from torchtally.version import __version__
 
 __all__ = [
     "ActivationAnalyzer",
@@ -51,6 +51,7 @@ __all__ = [
     "Trace",
     "TraceError",
     "UnknownFormatError",
+    "__version__",
     "activation_count",
     "analyze",
     "flop_count",
@@ -64,6 +65,8 @@ __all__ = [
     "parameter_shapes",
     "plugin_failures",
     "register_handler",
+    "render",
+    "save",
     "trace",
     "unregister_handler",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -14,11 +14,20 @@ from torchtally.counting import HandlerFailure, check_ancestor_mode, count_trace
 from torchtally.handlers import CountOptions, HandlerRegistry, HandlerSet
 from torchtally.params import count_by_prefix
 from torchtally.records import ModuleInfo, TensorMeta, Trace
+from torchtally.version import __version__
 
 JSON_SCHEMA_VERSION = 1
 
-# The output format a file's suffix asks for (anything else: table).
-FORMAT_BY_SUFFIX = {".json": "json", ".md": "markdown"}
+# Rendering needs the plugin manager, which sits above this module: `torchtally.formats` hands
+# its functions over here when it is imported (importing torchtally imports it).
+_render: Callable[..., str] | None = None
+_save: Callable[..., Path] | None = None
+
+
+def set_renderer(render: Callable[..., str], save: Callable[..., Path]) -> None:
+    """Called by `torchtally.formats`: what `Analysis.render` and `Analysis.save` call."""
+    global _render, _save
+    _render, _save = render, save
 
 
 @dataclass(frozen=True)
@@ -162,24 +171,19 @@ class Analysis:
     # --- output --------------------------------------------------------------------------------
 
     def render(self, format: str = "table", **options: Any) -> str:
-        """Text in an output format from an installed reporter plugin (table, arch, json, ...)."""
-        from torchtally.reporting import render
-
-        return render(self, format, **options)
+        """Text in an output format from an installed reporter plugin (table, arch, json, ...);
+        the same as ``torchtally.render(analysis, format, **options)``."""
+        assert _render is not None, "import torchtally first"
+        return _render(self, format, **options)
 
     def save(self, path: str | os.PathLike[str], format: str | None = None, **options: Any) -> Path:
-        """Write `render(format, **options)` to `path`; the format defaults from the suffix
-        (``.json`` json, ``.md`` markdown, anything else table)."""
-        target = Path(path)
-        if format is None:
-            format = FORMAT_BY_SUFFIX.get(target.suffix, "table")
-        target.write_text(self.render(format, **options) + "\n", encoding="utf-8")
-        return target
+        """Write `render(format, **options)` to `path`, atomically; the format defaults from the
+        suffix (``.json`` json, ``.md`` markdown, anything else table)."""
+        assert _save is not None, "import torchtally first"
+        return _save(self, path, format, **options)
 
     def to_dict(self) -> dict[str, Any]:
         """Every number this analysis holds, as JSON-ready plain data with a stable key order."""
-        from torchtally import __version__
-
         return {
             "schema_version": JSON_SCHEMA_VERSION,
             "torchtally_version": __version__,

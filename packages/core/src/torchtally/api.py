@@ -37,8 +37,7 @@ def register_handler(*ops: str, metric: str = "flops") -> Callable[[F], F]:
 
 def unregister_handler(*ops: str, metric: str = "flops") -> None:
     """Forget handlers added with `register_handler`."""
-    for op in ops:
-        _user_handlers.ops.get(metric, {}).pop(op, None)
+    _user_handlers.remove(*ops, metric=metric)
 
 
 def trace(

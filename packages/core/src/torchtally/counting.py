@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchtally.handlers import (
-    IGNORED,
     CountOptions,
     HandlerRegistry,
     OperatorNames,
@@ -130,12 +129,13 @@ def count_trace(
             counts, unsupported = result.tables(call.phase, metric, trace.modules)
             owners = attribute(call.scope)
             found = registry.lookup(metric, call.op)
-            if found is IGNORED:
+            if found.ignored:
                 continue
             value: dict[str, Any] | None = None
-            if isinstance(found, tuple):
-                handler, source = found
-                value = _run(handler, call, options, metric, call.op, source, result, strict)
+            if found.handler is not None:
+                value = _run(
+                    found.handler, call, options, metric, call.op, found.source, result, strict
+                )
                 if value is not None:
                     name = operator_name(call, registry.operator_names)
                     value = _nonzero(value, name)

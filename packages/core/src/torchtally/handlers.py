@@ -8,7 +8,7 @@ op, ops to ignore, module handlers, and names for torch-level functions. Sets ar
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -153,13 +153,20 @@ def module_type_keys(module: nn.Module) -> list[str]:
 
 
 class HandlerSet:
-    """Handlers, ignored ops, module handlers and function names from one source."""
+    """Handlers, ignored ops, module handlers and function names from one source.
+
+    Build one with the methods below; read one with `handlers`, `ignored_ops`, `module_handlers`
+    and `function_names`. Its tables are private, so that a set is always consistent (an ignored
+    op has no handler for that metric).
+    """
 
     def __init__(self) -> None:
-        self.ops: dict[str, dict[str, OpHandler]] = {}
-        self.ignored: dict[str, set[str]] = {}
-        self.modules: dict[str, dict[str, ModuleHandler]] = {}
-        self.operator_names: dict[str, OperatorNames] = {}
+        self._ops: dict[str, dict[str, OpHandler]] = {}
+        self._ignored: dict[str, set[str]] = {}
+        self._modules: dict[str, dict[str, ModuleHandler]] = {}
+        self._operator_names: dict[str, OperatorNames] = {}
+
+    # --- building ------------------------------------------------------------------------------
 
     def add(self, metric: str, op: str, handler: OpHandler | None) -> None:
         """Count `op` for `metric` with `handler`; None ignores the op for that metric."""
@@ -169,14 +176,19 @@ class HandlerSet:
         check_op_name(op)
         if not callable(handler):
             raise TypeError(f"the handler for {op} must be callable or None, got {handler!r}")
-        self.ops.setdefault(metric, {})[op] = with_options(handler)
-        self.ignored.get(metric, set()).discard(op)
+        self._ops.setdefault(metric, {})[op] = with_options(handler)
+        self._ignored.get(metric, set()).discard(op)
 
     def add_ops(self, ops: str | Iterable[str], **by_metric: OpHandler | None) -> None:
         """One handler per metric for each op: ``add_ops(POOLS, flops=f, activations=g)``."""
         for op in [ops] if isinstance(ops, str) else ops:
             for metric, handler in by_metric.items():
                 self.add(metric, op, handler)
+
+    def remove(self, *ops: str, metric: str = "flops") -> None:
+        """Forget this set's handlers for `ops` and `metric` (ignored ops stay ignored)."""
+        for op in ops:
+            self._ops.get(metric, {}).pop(op, None)
 
     def handler(self, *ops: str, metric: str = "flops") -> Callable[[F], F]:
         """Decorator: ``@handlers.handler("mylib::op", metric="flops")``."""
@@ -199,10 +211,10 @@ class HandlerSet:
 
         Ignoring an op drops this set's handler for it (for every metric with `ALL_METRICS`).
         """
-        tables = self.ops.values() if metric == ALL_METRICS else [self.ops.get(metric, {})]
+        tables = self._ops.values() if metric == ALL_METRICS else [self._ops.get(metric, {})]
         for op in ops:
             check_op_name(op)
-            self.ignored.setdefault(metric, set()).add(op)
+            self._ignored.setdefault(metric, set()).add(op)
             for table in tables:
                 table.pop(op, None)
 
@@ -210,7 +222,7 @@ class HandlerSet:
         """Decorator for a module handler: counts a whole module call; its inner ops are skipped."""
 
         def register(func: F) -> F:
-            self.modules.setdefault(metric, {})[_module_key(module_type)] = with_options(func)
+            self._modules.setdefault(metric, {})[_module_key(module_type)] = with_options(func)
             return func
 
         return register
@@ -221,23 +233,45 @@ class HandlerSet:
         ``names[f]`` is one name for every op ``f`` issues, or a mapping from op to name for a
         function whose ops are of several kinds (``multi_head_attention_forward``).
         """
-        self.operator_names.update(names)
+        self._operator_names.update(names)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def handlers(self) -> Iterator[tuple[str, str, OpHandler]]:
+        """``(metric, op, handler)`` for every op handler (in the two-argument form)."""
+        for metric, ops in self._ops.items():
+            for op, handler in ops.items():
+                yield metric, op, handler
+
+    def ignored_ops(self) -> dict[str, frozenset[str]]:
+        """The ignored ops per metric (`ALL_METRICS` for ops ignored for every metric)."""
+        return {metric: frozenset(ops) for metric, ops in self._ignored.items()}
+
+    def module_handlers(self) -> Iterator[tuple[str, str, ModuleHandler]]:
+        """``(metric, module class key, handler)`` for every module handler."""
+        for metric, modules in self._modules.items():
+            for key, handler in modules.items():
+                yield metric, key, handler
+
+    def function_names(self) -> dict[str, OperatorNames]:
+        """The operator names given to torch-level functions (`name_functions`)."""
+        return dict(self._operator_names)
 
     def copy(self) -> HandlerSet:
         """An independent copy: changing one set never changes the other."""
         other = HandlerSet()
-        other.ops = {metric: dict(ops) for metric, ops in self.ops.items()}
-        other.ignored = {metric: set(ops) for metric, ops in self.ignored.items()}
-        other.modules = {metric: dict(m) for metric, m in self.modules.items()}
-        other.operator_names = dict(self.operator_names)
+        other._ops = {metric: dict(ops) for metric, ops in self._ops.items()}
+        other._ignored = {metric: set(ops) for metric, ops in self._ignored.items()}
+        other._modules = {metric: dict(m) for metric, m in self._modules.items()}
+        other._operator_names = dict(self._operator_names)
         return other
 
     def claims(self) -> dict[str, list[str]]:
         """What this set registers, per kind, for listings."""
         return {
-            **{f"{metric} handlers": sorted(ops) for metric, ops in self.ops.items()},
-            **{f"{metric} module handlers": sorted(m) for metric, m in self.modules.items()},
-            **{f"ignored ({metric})": sorted(ops) for metric, ops in self.ignored.items()},
+            **{f"{metric} handlers": sorted(ops) for metric, ops in self._ops.items()},
+            **{f"{metric} module handlers": sorted(m) for metric, m in self._modules.items()},
+            **{f"ignored ({metric})": sorted(ops) for metric, ops in self._ignored.items()},
         }
 
     @classmethod
@@ -254,8 +288,18 @@ class HandlerSet:
         return result
 
 
-IGNORED = object()
-"""Marker returned by `HandlerRegistry.lookup` for an ignored op."""
+@dataclass(frozen=True)
+class Lookup:
+    """What a registry has for one metric and op: a handler and the source that registered it,
+    or nothing (`UNHANDLED`: the op is reported as unsupported), or `IGNORED`."""
+
+    handler: OpHandler | None = None
+    source: str = ""
+    ignored: bool = False
+
+
+UNHANDLED = Lookup()
+IGNORED = Lookup(ignored=True)
 
 
 @dataclass(frozen=True)
@@ -270,17 +314,15 @@ class HandlerRegistry:
 
     def __init__(self, layers: Iterable[tuple[str, HandlerSet]]) -> None:
         self.layers = list(layers)
-        self._ops: dict[str, dict[str, tuple[OpHandler, str]]] = {}
+        self._ops: dict[str, dict[str, Lookup]] = {}
         self._ignored: dict[str, set[str]] = {}
         self._modules: dict[str, dict[str, tuple[ModuleHandler, str]]] = {}
         self.operator_names: dict[str, OperatorNames] = {}
         for source, handler_set in self.layers:
-            for metric, ops in handler_set.ops.items():
-                table = self._ops.setdefault(metric, {})
-                for op, handler in ops.items():
-                    table[op] = (handler, source)
-                    self._ignored.get(metric, set()).discard(op)
-            for metric, ignored in handler_set.ignored.items():
+            for metric, op, handler in handler_set.handlers():
+                self._ops.setdefault(metric, {})[op] = Lookup(handler, source)
+                self._ignored.get(metric, set()).discard(op)
+            for metric, ignored in handler_set.ignored_ops().items():
                 self._ignored.setdefault(metric, set()).update(ignored)
                 tables = (
                     self._ops.values() if metric == ALL_METRICS else [self._ops.get(metric, {})]
@@ -288,23 +330,21 @@ class HandlerRegistry:
                 for table in tables:
                     for op in ignored:
                         table.pop(op, None)
-            for metric, modules in handler_set.modules.items():
-                mod_table = self._modules.setdefault(metric, {})
-                for key, module_handler in modules.items():
-                    mod_table[key] = (module_handler, source)
-            self.operator_names.update(handler_set.operator_names)
+            for metric, key, module_handler in handler_set.module_handlers():
+                self._modules.setdefault(metric, {})[key] = (module_handler, source)
+            self.operator_names.update(handler_set.function_names())
 
     def with_layer(self, source: str, handler_set: HandlerSet) -> HandlerRegistry:
         return HandlerRegistry([*self.layers, (source, handler_set)])
 
-    def lookup(self, metric: str, op: str) -> tuple[OpHandler, str] | object | None:
-        """``(handler, source)``, `IGNORED`, or None when nothing counts the op."""
+    def lookup(self, metric: str, op: str) -> Lookup:
+        """The handler for `op` and `metric` with its source, `IGNORED` or `UNHANDLED`."""
         found = self._ops.get(metric, {}).get(op)
         if found is not None:
             return found
         if op in self._ignored.get(metric, ()) or op in self._ignored.get(ALL_METRICS, ()):
             return IGNORED
-        return None
+        return UNHANDLED
 
     def module_handler(self, metric: str, keys: Iterable[str]) -> tuple[ModuleHandler, str] | None:
         table = self._modules.get(metric, {})
@@ -316,9 +356,6 @@ class HandlerRegistry:
     def has_module_handlers(self) -> bool:
         return any(self._modules.values())
 
-    def metrics(self) -> list[str]:
-        return sorted(set(self._ops) | set(self._modules))
-
     def conflicts(self, first_party: Iterable[str] = ()) -> list[Conflict]:
         """Ops that two plugins (not counting core or the user) both claim for one metric."""
         skip = set(first_party)
@@ -326,9 +363,8 @@ class HandlerRegistry:
         for source, handler_set in self.layers:
             if source in skip:
                 continue
-            for metric, ops in handler_set.ops.items():
-                for op in ops:
-                    claims.setdefault((metric, op), []).append(source)
+            for metric, op, _ in handler_set.handlers():
+                claims.setdefault((metric, op), []).append(source)
         return [
             Conflict(metric, op, tuple(sources))
             for (metric, op), sources in sorted(claims.items())
@@ -340,6 +376,6 @@ def ignoring_only(registry: HandlerRegistry) -> HandlerRegistry:
     """The ignored ops of `registry` with none of its handlers (fvcore's ``clear_op_handles``)."""
     ignored = HandlerSet()
     for _, handler_set in registry.layers:
-        for metric, ops in handler_set.ignored.items():
-            ignored.ignored.setdefault(metric, set()).update(ops)
+        for metric, ops in handler_set.ignored_ops().items():
+            ignored.ignore(*ops, metric=metric)
     return HandlerRegistry([("ignored", ignored)])

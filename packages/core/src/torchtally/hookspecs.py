@@ -1,8 +1,10 @@
 """The hooks a torchtally plugin can implement.
 
-A plugin is a module (or object) registered under the entry-point group ``torchtally``; it marks its
-implementations with `torchtally.hookimpl`. Core's own handlers are a plugin like any other. Specs
-only ever grow by new arguments: an implementation may accept fewer arguments than its spec.
+A plugin is a module (or object) registered under the entry-point group ``torchtally``; it marks
+its implementations with `hookimpl`. This module imports nothing of torchtally's at run time, so
+built-in plugins and the plugin manager both import it without importing each other. Core's own
+handlers are a plugin like any other. Specs only ever grow by new arguments: an implementation may
+accept fewer arguments than its spec.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ if TYPE_CHECKING:
     from torchtally.handlers import HandlerSet
     from torchtally.reporting import Reporter
 
-hookspec = pluggy.HookspecMarker("torchtally")
+PROJECT = "torchtally"  # the marker's project name, the entry-point group and the hook prefix
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+"""Marks a plugin's hook implementations: ``@hookimpl def torchtally_handlers(): ...``."""
 
 
 @hookspec

@@ -20,13 +20,13 @@ import pluggy
 
 from torchtally import hookspecs
 from torchtally.handlers import HandlerRegistry, HandlerSet
+from torchtally.hookspecs import PROJECT
 from torchtally.reporting import Reporter
+from torchtally.version import __version__
 
-GROUP = "torchtally"
+GROUP = PROJECT
 CORE = "torchtally.core"
 DISABLE_AUTOLOAD_ENV = "TORCHTALLY_DISABLE_PLUGIN_AUTOLOAD"
-
-hookimpl = pluggy.HookimplMarker(GROUP)
 
 
 class PluginWarning(UserWarning):
@@ -236,8 +236,6 @@ def list_plugins() -> list[PluginInfo]:
 
 
 def _core_version() -> str:
-    from torchtally import __version__
-
     return __version__
 
 

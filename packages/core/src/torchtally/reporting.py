@@ -1,24 +1,44 @@
-"""Output formats: `Reporter` objects provided by plugins, looked up by name."""
+"""The output-format types a plugin provides: `Reporter`, and the errors of rendering.
+
+Finding a format by name and rendering with it live above the plugin manager, in `formats`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from torchtally.analysis import Analysis
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 REPORTERS_DISTRIBUTION = "torchtally-reporters"
 
 
 @dataclass(frozen=True)
 class Reporter:
-    """One output format. `render` is pure: it returns text, prints nothing, changes nothing."""
+    """One output format. `render` is pure: it returns text, prints nothing, changes nothing.
+
+    `options` declares the options the format accepts, each with its default. When it is given,
+    torchtally refuses any other option before `render` runs (a `TypeError` naming the valid
+    ones) and passes `render` every declared option, the defaults filled in; checking the
+    values stays the format's job. Without it, `render` gets the options exactly as given.
+    """
 
     name: str
     render: Callable[..., str]
     description: str = ""
+    options: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    def bind(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The options `render` receives for the options a caller `given`."""
+        if self.options is None:
+            return dict(given)
+        unknown = sorted(set(given) - set(self.options))
+        if unknown:
+            valid = ", ".join(sorted(self.options)) or "none"
+            raise TypeError(
+                f"the {self.name!r} format got unexpected option(s) {', '.join(unknown)}; "
+                f"valid options: {valid}"
+            )
+        return {**self.options, **given}
 
 
 class UnknownFormatError(ValueError):
@@ -35,40 +55,3 @@ class ReporterError(RuntimeError):
     TypeError and ValueError pass through unchanged: reporters raise them for options they do
     not accept, which is the caller's mistake, not the plugin's.
     """
-
-
-def find_reporter(format: str) -> tuple[Reporter, str]:
-    """The installed reporter named `format` and its plugin's name, or `UnknownFormatError`."""
-    from torchtally.plugins import reporters
-
-    available = reporters()
-    if format in available:
-        reporter, plugin = available[format]
-        return reporter, plugin
-    if not available:
-        raise UnknownFormatError(
-            f"no output formats are installed, so {format!r} cannot be rendered; "
-            f"install them with: pip install {REPORTERS_DISTRIBUTION}"
-        )
-    installed = tuple(sorted(available))
-    raise UnknownFormatError(
-        f"unknown output format {format!r}; installed formats: {', '.join(installed)}", installed
-    )
-
-
-def render(analysis: Analysis, format: str, **options: Any) -> str:
-    reporter, plugin = find_reporter(format)
-    source = f"the {format!r} output format (plugin {plugin!r})"
-    try:
-        text = reporter.render(analysis, **options)
-    except (TypeError, ValueError) as error:
-        # By convention a reporter's verdict on the options it was given: kept as it is, with
-        # the plugin named in a note (shown in the traceback) in case it is a bug after all.
-        if hasattr(error, "add_note"):  # Python 3.11+
-            error.add_note(f"raised by {source}")
-        raise
-    except Exception as error:
-        raise ReporterError(f"{source} raised {type(error).__name__}: {error}") from error
-    if not isinstance(text, str):
-        raise ReporterError(f"{source} returned {type(text).__name__}, expected str")
-    return text

@@ -10,7 +10,7 @@ so nothing here imports transformers. Formulas: README.md.
 
 from __future__ import annotations
 
-from torchtally import HandlerSet, hookimpl
+from torchtally.plugin import HandlerSet, hookimpl
 from torchtally_transformer import attention, mha, moe, norm
 
 __all__ = ["handlers", "torchtally_handlers"]

@@ -30,10 +30,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from torchtally.handlers import CountOptions, HandlerSet
-from torchtally.ops.catalog import POINTWISE_FLOPS, REDUCTION_FLOPS
-from torchtally.ops.common import no_activations
-from torchtally.records import OpCall, TensorMeta
+from torchtally.plugin import (
+    POINTWISE_FLOPS,
+    REDUCTION_FLOPS,
+    CountOptions,
+    HandlerSet,
+    OpCall,
+    TensorMeta,
+    no_activations,
+)
 
 ATTENTION = "scaled_dot_product_attention"
 """The by_operator key of every attention op, whichever backend ran it."""

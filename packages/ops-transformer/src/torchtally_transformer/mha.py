@@ -12,9 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from torchtally.handlers import CountOptions, HandlerSet
-from torchtally.ops.catalog import POINTWISE_FLOPS, REDUCTION_FLOPS
-from torchtally.records import OpCall, TensorMeta
+from torchtally.plugin import (
+    POINTWISE_FLOPS,
+    REDUCTION_FLOPS,
+    CountOptions,
+    HandlerSet,
+    OpCall,
+    TensorMeta,
+)
 from torchtally_transformer.attention import (
     ATTENTION,
     Attention,

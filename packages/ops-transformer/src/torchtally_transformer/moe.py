@@ -17,9 +17,7 @@ pass; gradients are not activations (core's convention), so backward calls have 
 
 from __future__ import annotations
 
-from torchtally.handlers import HandlerSet
-from torchtally.ops.common import first_output
-from torchtally.records import OpCall, TensorMeta
+from torchtally.plugin import HandlerSet, OpCall, TensorMeta, first_output
 
 
 def grouped_mm_flops(call: OpCall) -> int:

@@ -15,10 +15,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from torchtally.handlers import CountOptions, HandlerSet
-from torchtally.ops.catalog import POINTWISE_FLOPS, REDUCTION_FLOPS
-from torchtally.ops.common import no_activations
-from torchtally.records import OpCall, TensorMeta
+from torchtally.plugin import (
+    POINTWISE_FLOPS,
+    REDUCTION_FLOPS,
+    CountOptions,
+    HandlerSet,
+    OpCall,
+    TensorMeta,
+    no_activations,
+)
 
 RMS_NORM = "rms_norm"
 

@@ -9,7 +9,7 @@ imports no torchvision and works whether or not it is installed. ``pixel_shuffle
 
 from __future__ import annotations
 
-from torchtally import HandlerSet, hookimpl
+from torchtally.plugin import HandlerSet, hookimpl
 from torchtally_vision import backward, resampling, torchvision_ops
 
 __all__ = ["handlers", "torchtally_handlers"]

@@ -14,9 +14,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from torchtally.handlers import CountOptions, HandlerSet, OpHandler
-from torchtally.ops.common import no_activations
-from torchtally.records import OpCall, TensorMeta
+from torchtally.plugin import (
+    CountOptions,
+    HandlerSet,
+    OpCall,
+    OpHandler,
+    TensorMeta,
+    no_activations,
+)
 from torchtally_vision.resampling import (
     ANTIALIAS_TAPS,
     GRID_SAMPLER_MODES,

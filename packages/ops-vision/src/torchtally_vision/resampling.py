@@ -14,9 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from torchtally.handlers import HandlerSet
-from torchtally.ops.common import first_input, first_output, no_activations
-from torchtally.records import OpCall
+from torchtally.plugin import HandlerSet, OpCall, first_input, first_output, no_activations
 
 NEAREST = 1
 LINEAR = 2  # taps per dimension of (bi/tri)linear interpolation

@@ -21,9 +21,14 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from torchtally.handlers import CountOptions, HandlerSet
-from torchtally.ops.common import first_output, no_activations
-from torchtally.records import OpCall, TensorMeta
+from torchtally.plugin import (
+    CountOptions,
+    HandlerSet,
+    OpCall,
+    TensorMeta,
+    first_output,
+    no_activations,
+)
 
 BILINEAR = 4  # multiply-adds of one bilinear read: 4 weighted corners
 ROI_BIN_CELLS = 2  # assumed bin size, in feature-map cells per side, when the data decides

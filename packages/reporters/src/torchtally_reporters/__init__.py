@@ -1,39 +1,77 @@
 """torchtally's output formats: ``table``, ``arch``, ``json``, ``markdown``, ``parameters``,
-``operators``, ``csv`` and ``html``.
+``summary``, ``operators``, ``csv`` and ``html``.
 
 Installed, this package registers them through the ``torchtally`` entry point group, so that
 ``analysis.render("table")`` and the other formats work. Every renderer is pure: it takes an
-`Analysis` and options and returns text.
+`Analysis` and options and returns text. Each declares its options, which torchtally checks.
 """
 
 from __future__ import annotations
 
-import torchtally
-from torchtally import Reporter
-from torchtally_reporters.arch import render_arch
-from torchtally_reporters.csv_report import render_csv
-from torchtally_reporters.html_report import render_html
-from torchtally_reporters.json_report import load_schema, render_json
-from torchtally_reporters.markdown import render_markdown
-from torchtally_reporters.operators import render_operators
-from torchtally_reporters.parameters import render_parameters
-from torchtally_reporters.table import render_table
+from torchtally.plugin import Reporter, hookimpl
+from torchtally_reporters.arch import ARCH_OPTIONS, render_arch
+from torchtally_reporters.csv_report import CSV_OPTIONS, render_csv
+from torchtally_reporters.html_report import HTML_OPTIONS, render_html
+from torchtally_reporters.json_report import JSON_OPTIONS, load_schema, render_json
+from torchtally_reporters.markdown import MARKDOWN_OPTIONS, render_markdown
+from torchtally_reporters.operators import OPERATORS_OPTIONS, render_operators
+from torchtally_reporters.parameters import PARAMETERS_OPTIONS, render_parameters
+from torchtally_reporters.summary import SUMMARY_OPTIONS, render_summary
+from torchtally_reporters.table import TABLE_OPTIONS, render_table
 
 __version__ = "0.1.0"
 
 REPORTERS: tuple[Reporter, ...] = (
-    Reporter("table", render_table, "mmengine's complexity table: module, parameters, counts"),
-    Reporter("arch", render_arch, "the module tree as print(model) shows it, with counts"),
-    Reporter("json", render_json, "every number of the analysis, as JSON (see load_schema())"),
-    Reporter("markdown", render_markdown, "totals and the complexity table as a Markdown table"),
-    Reporter("parameters", render_parameters, "fvcore's parameter_count_table"),
-    Reporter("operators", render_operators, "counts per operator, largest first, with shares"),
-    Reporter("csv", render_csv, "one row per module (or module and operator), raw counts"),
-    Reporter("html", render_html, "one self-contained page: module tree, treemap, operators"),
+    Reporter(
+        "table",
+        render_table,
+        "mmengine's complexity table: module, parameters, counts",
+        TABLE_OPTIONS,
+    ),
+    Reporter(
+        "arch", render_arch, "the module tree as print(model) shows it, with counts", ARCH_OPTIONS
+    ),
+    Reporter(
+        "json",
+        render_json,
+        "every number of the analysis, as JSON (see load_schema())",
+        JSON_OPTIONS,
+    ),
+    Reporter(
+        "markdown",
+        render_markdown,
+        "totals and the complexity table as a Markdown table",
+        MARKDOWN_OPTIONS,
+    ),
+    Reporter("parameters", render_parameters, "fvcore's parameter_count_table", PARAMETERS_OPTIONS),
+    Reporter(
+        "summary",
+        render_summary,
+        "mmpretrain's get_flops block: input shape, flops, parameters, activations",
+        SUMMARY_OPTIONS,
+    ),
+    Reporter(
+        "operators",
+        render_operators,
+        "counts per operator, largest first, with shares",
+        OPERATORS_OPTIONS,
+    ),
+    Reporter(
+        "csv",
+        render_csv,
+        "one row per module (or module and operator), raw counts",
+        CSV_OPTIONS,
+    ),
+    Reporter(
+        "html",
+        render_html,
+        "one self-contained page: module tree, treemap, operators",
+        HTML_OPTIONS,
+    ),
 )
 
 
-@torchtally.hookimpl
+@hookimpl
 def torchtally_reporters() -> tuple[Reporter, ...]:
     """The formats of this package (the ``torchtally`` plugin hook)."""
     return REPORTERS
@@ -49,6 +87,7 @@ __all__ = [
     "render_markdown",
     "render_operators",
     "render_parameters",
+    "render_summary",
     "render_table",
     "torchtally_reporters",
 ]

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torchtally import Analysis
-from torchtally.records import ModuleInfo
+from torchtally.plugin import Analysis, ModuleInfo
 from torchtally_reporters.options import PARAMS, Column, Options, parse_options
 from torchtally_reporters.stats import arch_label, by_phase_text, format_number, metric_by_module
 

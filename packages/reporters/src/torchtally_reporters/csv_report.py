@@ -14,7 +14,7 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from torchtally import Analysis
+from torchtally.plugin import Analysis
 from torchtally_reporters.options import PARAMS, Column, Options, parse_options
 
 CSV_OPTIONS: Mapping[str, Any] = {

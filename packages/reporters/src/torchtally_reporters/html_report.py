@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from torchtally import Analysis
+from torchtally.plugin import Analysis
 from torchtally_reporters.json_report import analysis_document
 from torchtally_reporters.options import parse_options
 

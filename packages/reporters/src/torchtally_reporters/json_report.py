@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from torchtally import Analysis
+from torchtally.plugin import Analysis
 from torchtally_reporters.options import PARAMS, Options, parse_options
 
 JSON_OPTIONS: Mapping[str, Any] = {"metrics": None, "flop_unit": "mac"}

@@ -8,7 +8,7 @@ from typing import Any
 
 import tabulate
 
-from torchtally import Analysis
+from torchtally.plugin import Analysis
 from torchtally_reporters.options import Options, parse_options
 from torchtally_reporters.stats import format_number, model_total, phases_text, plain_name
 from torchtally_reporters.table import TABLE_OPTIONS, Row, column_headers, table_rows

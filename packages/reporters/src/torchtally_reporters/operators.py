@@ -12,7 +12,7 @@ from typing import Any
 
 import tabulate
 
-from torchtally import Analysis
+from torchtally.plugin import Analysis
 from torchtally_reporters.options import PARAMS, Column, Options, parse_options
 from torchtally_reporters.stats import column_header, format_number
 

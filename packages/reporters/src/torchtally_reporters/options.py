@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from torchtally import Analysis
+from torchtally.plugin import Analysis
 
 PARAMS = "params"
 UNITS = ("human", "raw")

@@ -7,7 +7,7 @@ from typing import Any
 
 import tabulate
 
-from torchtally import Analysis
+from torchtally.plugin import Analysis
 from torchtally_reporters.options import Options, parse_options
 
 PARAMETERS_OPTIONS: Mapping[str, Any] = {"max_depth": 3, "units": "human"}

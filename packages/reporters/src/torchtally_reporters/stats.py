@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from torchtally import Analysis, format_count
+from torchtally.plugin import Analysis, format_count
 from torchtally_reporters.options import PARAMS, Column, Options
 
 _TABLE_HEADERS = {"flops": "#flops", "activations": "#activations"}

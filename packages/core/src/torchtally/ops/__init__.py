@@ -7,8 +7,8 @@ numbers in papers that used them; docs/conventions.md lists every formula.
 from __future__ import annotations
 
 from torchtally.handlers import HandlerSet
+from torchtally.hookspecs import hookimpl
 from torchtally.ops import backward, conv, elementwise, matmul, norm, pooling, rnn
-from torchtally.plugins import hookimpl
 
 handlers = HandlerSet()
 # Order matters only where one op appears twice: later modules refine elementwise's generic

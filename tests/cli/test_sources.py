@@ -17,7 +17,7 @@ import torchvision
 from torch import nn
 from torchtally_testing import TINY_LLAMA
 
-from torchtally.sources import (
+from torchtally_cli.sources import (
     InputSpecError,
     LoadedModel,
     MissingPackageError,

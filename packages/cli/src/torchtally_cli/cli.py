@@ -6,15 +6,15 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from torchtally.analysis import FORMAT_BY_SUFFIX, Analysis
-from torchtally.reporting import UnknownFormatError, find_reporter
-from torchtally.sources import (
+from torchtally import Analysis, UnknownFormatError, render
+from torchtally.formats import find_reporter, format_for_path
+from torchtally_cli.sources import (
     InputSpecError,
     LoadedModel,
     MissingPackageError,
@@ -22,9 +22,8 @@ from torchtally.sources import (
     example_inputs,
     load_model,
     parse_key_values,
-    parse_shapes,
 )
-from torchtally.units import format_count
+from torchtally_reporters.summary import describe_inputs
 
 EXIT_USAGE = 2  # bad arguments: malformed source, bad shape, unknown format or option
 EXIT_MODEL = 3  # the model could not be built: unknown name or class, bad config, builder raised
@@ -203,12 +202,6 @@ def _plugins_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def input_shape(shape: Sequence[int] | None) -> tuple[int, ...]:
-    """mmpretrain's forms: none -> 3x224x224, one size -> 3xSxS, two -> 3xHxW, else as given."""
-    shapes = parse_shapes(list(shape) if shape else None)
-    return shapes[0] if shapes else (3, 224, 224)
-
-
 def list_plugins_text(show_all: bool = False) -> str:
     """Every loaded plugin with its distribution and what it registered; failed plugins last."""
     from torchtally.plugins import list_plugins, plugin_failures, reporters
@@ -226,54 +219,6 @@ def list_plugins_text(show_all: bool = False) -> str:
     for failure in plugin_failures():
         lines.append(f"FAILED {failure}")
     return "\n".join(lines)
-
-
-def describe_inputs(inputs: Any) -> str:
-    """``(1, 3, 224, 224)`` for one tensor; ``input_ids (1, 128), ...`` for keyword inputs."""
-    if isinstance(inputs, torch.Tensor):
-        return str(tuple(inputs.shape))
-    if isinstance(inputs, Mapping):
-        return ", ".join(
-            f"{key} {describe_inputs(value)}"
-            for key, value in inputs.items()
-            if isinstance(value, (torch.Tensor, list, tuple, Mapping))
-        )
-    if isinstance(inputs, (list, tuple)):
-        parts = [describe_inputs(value) for value in inputs]
-        if isinstance(inputs, tuple) and len(parts) == 1:
-            return parts[0]
-        return f"[{', '.join(parts)}]" if isinstance(inputs, list) else ", ".join(parts)
-    return repr(inputs)
-
-
-def summary(analysis: Analysis, inputs: Any, units: str = "human", flop_unit: str = "mac") -> str:
-    """mmpretrain's get_flops block: input shape and the totals (split by phase when the backward
-    pass counted something: ``Flops: 1.1K (forward 400, backward 700)``)."""
-
-    def text(value: int) -> str:
-        return format_count(value) if units == "human" else str(value)
-
-    def count(metric: str, scale: int = 1) -> str:
-        total = text(analysis.total(metric) * scale)
-        phases = _phases(analysis)
-        if not any(analysis.total(metric, phase=p) for p in phases[1:]):
-            return total  # forward only, or a metric only the forward pass has (activations)
-        split = (f"{p} {text(analysis.total(metric, phase=p) * scale)}" for p in phases)
-        return f"{total} ({', '.join(split)})"
-
-    rule = "=" * 30
-    lines = [
-        f"Input shape: {describe_inputs(inputs)}",
-        f"Flops: {count('flops', 2 if flop_unit == 'flop' else 1)}",
-        f"Params: {text(analysis.params.get('', 0))}",
-        f"Activation: {count('activations')}",
-    ]
-    return "\n".join([rule, *lines, rule])
-
-
-def _phases(analysis: Analysis) -> tuple[str, ...]:
-    phases: tuple[str, ...] = getattr(analysis, "phases", ("forward",))
-    return phases
 
 
 def _dtype(name: str | None) -> torch.dtype | None:
@@ -296,7 +241,7 @@ def _output_format(args: argparse.Namespace) -> str:
     if args.format:
         return str(args.format)
     if args.output is not None:
-        return FORMAT_BY_SUFFIX.get(args.output.suffix, "table")
+        return format_for_path(args.output)
     return "table"
 
 
@@ -393,8 +338,10 @@ def run(argv: Sequence[str] | None = None) -> str:
     except (TypeError, ValueError) as error:
         raise CliError(str(error), EXIT_USAGE) from error
     if output_format == "table":
-        block = summary(analysis, inputs, args.units or "human", args.flop_unit or "mac")
-        text = f"{block}\n{text}"
+        units = {
+            key: render_options[key] for key in ("units", "flop_unit") if key in render_options
+        }
+        text = f"{render(analysis, 'summary', **units)}\n{text}"
     if args.output is not None:
         try:
             args.output.write_text(text + "\n", encoding="utf-8")

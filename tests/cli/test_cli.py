@@ -22,13 +22,12 @@ import torchvision
 from torchtally_testing import TINY_LLAMA
 
 import torchtally
-from torchtally.cli import (
+from torchtally_cli.cli import (
     EXIT_ANALYSIS,
     EXIT_MISSING,
     EXIT_MODEL,
     EXIT_USAGE,
     describe_inputs,
-    input_shape,
     main,
 )
 
@@ -569,7 +568,7 @@ def test_missing_package(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_installed_command_returns_the_exit_code() -> None:
     command = Path(sys.executable).with_name("torchtally")
-    for argv in ([str(command)], [sys.executable, "-m", "torchtally"]):
+    for argv in ([str(command)], [sys.executable, "-m", "torchtally_cli"]):
         done = subprocess.run(
             [*argv, "resnet50"], capture_output=True, text=True, timeout=120, check=False
         )
@@ -595,7 +594,10 @@ def test_plugins(run: Run) -> None:
     code, out, _ = run("plugins")
     assert code == 0
     assert "torchtally.core (torchtally-core" in out
-    assert "  formats: 7: arch, csv, json, markdown, operators, parameters, table" in out
+    assert (
+        "  formats: 9: arch, csv, html, json, markdown, operators, parameters, summary, table"
+        in out
+    )
     assert "flops handlers: " in out and " ..." in out  # the first few of each
     code, out, _ = run("plugins", "--all")
     assert "    table: mmengine's complexity table" in out
@@ -610,13 +612,6 @@ def test_describe_inputs() -> None:
     assert (
         describe_inputs({"input_ids": torch.ones(1, 4), "use_cache": False}) == "input_ids (1, 4)"
     )
-
-
-def test_shape_forms() -> None:
-    assert input_shape(None) == (3, 224, 224)
-    assert input_shape([224]) == (3, 224, 224)
-    assert input_shape([224, 256]) == (3, 224, 256)
-    assert input_shape([1, 28, 28]) == (1, 28, 28)
 
 
 def test_main_returns_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:

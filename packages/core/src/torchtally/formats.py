@@ -1,0 +1,92 @@
+"""Rendering an `Analysis` in an output format found by name among the installed plugins.
+
+This is the api layer's side of output: `Analysis.render` and `Analysis.save` call `render` here
+through `analysis.set_renderer`, so the result object never imports the plugin manager.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from torchtally import analysis as analysis_module
+from torchtally.analysis import Analysis
+from torchtally.plugins import reporters
+from torchtally.reporting import (
+    REPORTERS_DISTRIBUTION,
+    Reporter,
+    ReporterError,
+    UnknownFormatError,
+)
+
+# The output format a file's suffix asks for, compared without case (anything else: table).
+FORMAT_BY_SUFFIX = {".json": "json", ".md": "markdown"}
+
+
+def format_for_path(path: str | os.PathLike[str]) -> str:
+    """The format `save` and ``--output`` pick for `path` when none is named."""
+    return FORMAT_BY_SUFFIX.get(Path(path).suffix.lower(), "table")
+
+
+def find_reporter(format: str) -> tuple[Reporter, str]:
+    """The installed reporter named `format` and its plugin's name, or `UnknownFormatError`."""
+    available = reporters()
+    if format in available:
+        reporter, plugin = available[format]
+        return reporter, plugin
+    if not available:
+        raise UnknownFormatError(
+            f"no output formats are installed, so {format!r} cannot be rendered; "
+            f"install them with: pip install {REPORTERS_DISTRIBUTION}"
+        )
+    installed = tuple(sorted(available))
+    raise UnknownFormatError(
+        f"unknown output format {format!r}; installed formats: {', '.join(installed)}", installed
+    )
+
+
+def render(analysis: Analysis, format: str = "table", **options: Any) -> str:
+    """`analysis` as text in the output format named `format` (table, arch, json, ...)."""
+    reporter, plugin = find_reporter(format)
+    source = f"the {format!r} output format (plugin {plugin!r})"
+    bound = reporter.bind(options)
+    try:
+        text = reporter.render(analysis, **bound)
+    except (TypeError, ValueError) as error:
+        # By convention a reporter's verdict on the options it was given: kept as it is, with
+        # the plugin named in a note (shown in the traceback) in case it is a bug after all.
+        if hasattr(error, "add_note"):  # Python 3.11+
+            error.add_note(f"raised by {source}")
+        raise
+    except Exception as error:
+        raise ReporterError(f"{source} raised {type(error).__name__}: {error}") from error
+    if not isinstance(text, str):
+        raise ReporterError(f"{source} returned {type(text).__name__}, expected str")
+    return text
+
+
+def save(
+    analysis: Analysis,
+    path: str | os.PathLike[str],
+    format: str | None = None,
+    **options: Any,
+) -> Path:
+    """Write `render(analysis, format, **options)` to `path`, all or nothing: the text goes to a
+    temporary file beside it, renamed over `path` once complete. The format defaults from the
+    suffix (``.json`` json, ``.md`` markdown, anything else table)."""
+    target = Path(path)
+    text = render(analysis, format or format_for_path(target), **options) + "\n"
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+analysis_module.set_renderer(render, save)
