@@ -14,6 +14,7 @@ from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torchtally_testing import TINY_LLAMA
 from transformers import LlamaConfig, LlamaForCausalLM
 
+import torchtally
 import torchtally.tracer as tracer
 from torchtally.fake import FakeOutputs, reusable_returns
 from torchtally.records import Trace
@@ -233,3 +234,29 @@ def test_transformers_trace_exactly_as_with_fake_tensor_mode(
     kwargs = {"input_ids": ids, **({"decoder_input_ids": ids} if name == "t5" else {})}
     cached, uncached = traced_both_ways(monkeypatch, model, kwargs=kwargs, backward=True)
     assert cached.ops == uncached.ops
+
+
+def test_recipes_are_typed_and_counted() -> None:
+    """Hits, misses and bypasses (with their reason) are counted as the recipes are used."""
+    from torchtally.fake import Bypass, NewOutputs, RecipeStats
+
+    saved = FakeOutputs.stats
+    FakeOutputs.stats = RecipeStats()
+    try:
+        # Shapes no other test uses, so that the shared recipes start empty for them.
+        repeated = torch.nn.Sequential(torch.nn.Linear(37, 37), torch.nn.Linear(37, 37))
+        torchtally.analyze(repeated, torch.ones(13, 37), mode="fake", warn_unsupported=False)
+        assert FakeOutputs.stats.misses >= 1
+        assert FakeOutputs.stats.hits >= 1  # the second Linear repeats the first's ops
+
+        class Spectral(torch.nn.Module):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return torch.fft.fft(x).real
+
+        for _ in range(2):
+            torchtally.analyze(Spectral(), torch.ones(11, 29), mode="fake", warn_unsupported=False)
+        assert any("complex" in reason for reason in FakeOutputs.stats.bypasses)
+        kinds = {type(recipe) for recipe in FakeOutputs._recipes.values()}
+        assert NewOutputs in kinds and Bypass in kinds
+    finally:
+        FakeOutputs.stats = saved

@@ -518,4 +518,4 @@ def test_every_backward_formula_is_listed() -> None:
     registered = HandlerSet()
     backward.register(registered)
     vision_backward.register(registered)
-    assert set(registered.ops["flops"]) == BACKWARD_COVERED | BACKWARD_NOT_COVERED
+    assert set(registered.op_handlers("flops")) == BACKWARD_COVERED | BACKWARD_NOT_COVERED

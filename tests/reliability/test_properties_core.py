@@ -246,7 +246,7 @@ def test_batch_norm_variants_count_like_the_definition(
         weights = [(1.0, 0.0)] * shape[1] if affine else None
         stats_given = None if runs_training else [(0.0, 1.0)] * shape[1]
         _, steps = brute.normalize(groups, weights, stats_given, 1e-5)
-        assert handlers.ops["flops"][op](call, torchtally.CountOptions()) == steps, op
+        assert handlers.op_handlers("flops")[op](call, torchtally.CountOptions()) == steps, op
 
 
 @deterministic
@@ -567,7 +567,7 @@ def test_every_catalog_op_is_counted_from_its_output_or_input_never_raising(
                 function=None,
                 scope=("",),
             )
-            handler = handlers.ops["flops"][op]
+            handler = handlers.op_handlers("flops")[op]
             value = handler(call, options)
             if op == "aten::mean":
                 assert (
@@ -579,7 +579,7 @@ def test_every_catalog_op_is_counted_from_its_output_or_input_never_raising(
                 assert value == cost * brute.elements(shape)
             else:
                 assert value == cost * brute.elements(shape), op
-            assert handlers.ops["activations"][op](call, options) == 0
+            assert handlers.op_handlers("activations")[op](call, options) == 0
 
 
 FORWARD_FORMULAS = {
@@ -602,7 +602,7 @@ def test_every_forward_formula_in_core_has_a_property_test() -> None:
     backward_ops = HandlerSet()
     backward.register(backward_ops)
     tables = set(catalog.POINTWISE_FLOPS) | set(catalog.REDUCTION_FLOPS)
-    formulas = set(handlers.ops["flops"]) - tables - set(backward_ops.ops["flops"])
+    formulas = set(handlers.op_handlers("flops")) - tables - set(backward_ops.op_handlers("flops"))
     assert formulas - FORWARD_FORMULAS == set(), "add a property test for these handlers"
 
 

@@ -320,7 +320,7 @@ def test_fused_rms_norm_costs_its_decomposition(
         "eps": 1e-6,
     }
     call = OpCall("aten::_fused_rms_norm", "default", arguments, (meta,), "rms_norm", ("",))
-    handler = torchtally_transformer.handlers.ops["flops"]["aten::_fused_rms_norm"]
+    handler = torchtally_transformer.handlers.op_handlers("flops")["aten::_fused_rms_norm"]
     assert handler(call, torchtally.CountOptions(elementwise=True)) == {"rms_norm": expected}
     assert handler(call, torchtally.CountOptions()) is NotImplemented  # element-wise work
 
@@ -439,5 +439,5 @@ NOT_REACHABLE_ON_CPU = {
 
 
 def test_every_formula_of_the_plugin_has_a_property_test_or_a_reason() -> None:
-    registered = set(torchtally_transformer.handlers.ops["flops"])
+    registered = set(torchtally_transformer.handlers.op_handlers("flops"))
     assert registered - TRANSFORMER_FORMULAS - NOT_REACHABLE_ON_CPU == set()

@@ -363,5 +363,5 @@ def test_every_forward_formula_of_the_plugin_has_a_property_test() -> None:
         "torchvision::roi_align", "torchvision::ps_roi_align", "torchvision::roi_pool",
         "torchvision::ps_roi_pool", "torchvision::deform_conv2d", "torchvision::nms",
     }  # fmt: skip
-    forward = {op for op in torchtally_vision.handlers.ops["flops"] if "backward" not in op}
+    forward = {op for op in torchtally_vision.handlers.op_handlers("flops") if "backward" not in op}
     assert forward - covered == set(), "add a property test for these handlers"

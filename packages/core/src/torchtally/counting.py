@@ -12,7 +12,7 @@ import numbers
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torchtally.handlers import (
@@ -36,10 +36,14 @@ class HandlerError(RuntimeError):
 
 @dataclass(frozen=True)
 class HandlerFailure:
+    """A handler that gave no count: for which metric and op (or module class), whose it is,
+    what went wrong, and the exception it raised (None when it returned a bad value)."""
+
     metric: str
     op: str
     source: str
     error: str
+    cause: BaseException | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"the {self.metric} handler for {self.op} from plugin {self.source!r} {self.error}"
@@ -119,6 +123,7 @@ def count_trace(
     metrics = list(metrics)
     attribute = _Attribution(ancestor_mode)
     result = Counts(counts={}, unsupported={}, failures=[])
+    runner = _HandlerRunner(options, strict, result)
     handled = _module_handled(trace, registry, metrics)
     for metric in metrics:
         result.tables("forward", metric, trace.modules)
@@ -126,23 +131,18 @@ def count_trace(
         for call in trace.ops:
             if covered and call.phase == "forward" and any(n in covered for n in call.scope):
                 continue  # a module handler counts this module's forward
-            counts, unsupported = result.tables(call.phase, metric, trace.modules)
-            owners = attribute(call.scope)
             found = registry.lookup(metric, call.op)
             if found.ignored:
                 continue
-            value: dict[str, Any] | None = None
+            counts, unsupported = result.tables(call.phase, metric, trace.modules)
+            owners = attribute(call.scope)
+            value = None
             if found.handler is not None:
-                value = _run(
-                    found.handler, call, options, metric, call.op, found.source, result, strict
-                )
-                if value is not None:
-                    name = operator_name(call, registry.operator_names)
-                    value = _nonzero(value, name)
+                value = runner.run(found.handler, call, metric, call.op, found.source)
             if value is None:
                 _add(unsupported, owners, {call.op: 1})
-                continue
-            _add(counts, owners, value)
+            else:
+                _add(counts, owners, _nonzero(value, operator_name(call, registry.operator_names)))
         counts, unsupported = result.tables("forward", metric, trace.modules)
         for module_call in trace.module_calls:
             entry = covered.get(module_call.name)
@@ -150,11 +150,12 @@ def count_trace(
                 continue  # not handled, or inside another handled module
             handler, source = entry
             label = type(module_call.module).__name__
-            value = _run(handler, module_call, options, metric, label, source, result, strict)
+            owners = attribute(module_call.scope)
+            value = runner.run(handler, module_call, metric, label, source)
             if value is None:
-                _add(unsupported, attribute(module_call.scope), {label: 1})
-                continue
-            _add(counts, attribute(module_call.scope), _nonzero(value, label))
+                _add(unsupported, owners, {label: 1})
+            else:
+                _add(counts, owners, _nonzero(value, label))
     return result
 
 
@@ -189,31 +190,40 @@ def _module_handled(
     return handled
 
 
-def _run(
-    handler: Any,
-    call: Any,
-    options: CountOptions,
-    metric: str,
-    label: str,
-    source: str,
-    result: Counts,
-    strict: bool,
-) -> Any:
-    """Call a handler; a count it cannot give (error, bad value) leaves the op unsupported."""
-    try:
-        value = handler(call, options)
-    except Exception as error:
-        return _fail(
-            result, metric, label, source, f"raised {type(error).__name__}: {error}", strict, error
-        )
-    if value is NotImplemented:
-        return None
-    problem = _invalid(value)
-    if problem:
-        return _fail(result, metric, label, source, problem, strict, None)
-    if isinstance(value, Mapping):
-        return {name: _plain(v) for name, v in value.items()}
-    return _plain(value)
+@dataclass
+class _HandlerRunner:
+    """Calls handlers; a count a handler cannot give (it raised, or returned something that is
+    not a count) leaves the op unsupported and is kept as a `HandlerFailure`, or raised as a
+    `HandlerError` chained to the cause when counting is strict."""
+
+    options: CountOptions
+    strict: bool
+    result: Counts
+
+    def run(self, handler: Any, call: Any, metric: str, label: str, source: str) -> Any:
+        """The handler's count for `call` (plain numbers), or None when it gave none."""
+        try:
+            value = handler(call, self.options)
+        except Exception as error:
+            problem = f"raised {type(error).__name__}: {error}"
+            return self._fail(HandlerFailure(metric, label, source, problem, error))
+        if value is NotImplemented:
+            return None
+        invalid = _invalid(value)
+        if invalid:
+            return self._fail(HandlerFailure(metric, label, source, invalid))
+        if isinstance(value, Mapping):
+            return {name: _plain(v) for name, v in value.items()}
+        return _plain(value)
+
+    def _fail(self, failure: HandlerFailure) -> None:
+        if self.strict:
+            raise HandlerError(str(failure)) from failure.cause
+        if failure not in self.result.failures:
+            self.result.failures.append(failure)
+            warnings.warn(
+                f"{failure}; {failure.op} is reported as unsupported", HandlerWarning, stacklevel=4
+            )
 
 
 def _plain(value: numbers.Real) -> int | float:
@@ -230,26 +240,6 @@ def _invalid(value: Any) -> str | None:
             return f"returned {v!r}, expected a finite number"
         if v < 0:
             return f"returned {v!r}, expected a count that is not negative"
-    return None
-
-
-def _fail(
-    result: Counts,
-    metric: str,
-    label: str,
-    source: str,
-    problem: str,
-    strict: bool,
-    cause: Exception | None,
-) -> None:
-    failure = HandlerFailure(metric, label, source, problem)
-    if strict:
-        raise HandlerError(str(failure)) from cause
-    if failure not in result.failures:
-        result.failures.append(failure)
-        warnings.warn(
-            f"{failure}; {label} is reported as unsupported", HandlerWarning, stacklevel=4
-        )
     return None
 
 

@@ -12,8 +12,10 @@ it gave before instead of going through `FakeTensorMode`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -177,6 +179,42 @@ def reusable_returns(func: Any) -> tuple[int, ...] | None:
     return tuple(written)
 
 
+OutputMeta = tuple[torch.Size, tuple[int, ...], torch.dtype, torch.device]
+
+
+@dataclass(frozen=True)
+class NewOutputs:
+    """Recipe of a functional op: new fakes with this metadata, in this container (None: one)."""
+
+    container: type | None
+    outputs: tuple[OutputMeta, ...]
+
+
+@dataclass(frozen=True)
+class ReturnTargets:
+    """Recipe of an in-place or out= op that left its targets' metadata alone: return them."""
+
+
+@dataclass(frozen=True)
+class Bypass:
+    """Recipe of an op whose results cannot be reused: run it through `FakeTensorMode`."""
+
+    reason: str
+
+
+Recipe = NewOutputs | ReturnTargets | Bypass
+RETURN_TARGETS = ReturnTargets()
+
+
+@dataclass
+class RecipeStats:
+    """How often a recipe was reused (hits), made (misses) or said to bypass, by reason."""
+
+    hits: int = 0
+    misses: int = 0
+    bypasses: Counter[str] = field(default_factory=Counter)
+
+
 class FakeOutputs:
     """Reuses the results of ops that met the same argument metadata before, without a trip
     through `FakeTensorMode`: a functional op gets new fakes of the shapes, strides and dtypes it
@@ -188,8 +226,9 @@ class FakeOutputs:
     Only fakes of this mode take part (never constants, whose values fake mode tracks).
     """
 
-    _recipes: ClassVar[dict[Any, Any]] = {}
+    _recipes: ClassVar[dict[tuple[Any, ...], Recipe]] = {}
     _returns: ClassVar[dict[Any, tuple[int, ...] | None]] = {}
+    stats: ClassVar[RecipeStats] = RecipeStats()
 
     def __init__(self, fake_mode: FakeTensorMode) -> None:
         self.fake_mode = fake_mode
@@ -206,6 +245,7 @@ class FakeOutputs:
             return func(*args, **kwargs)
         recipe = self._recipes.get(key)
         if recipe is None:
+            self.stats.misses += 1
             targets = _written(func, returns, args, kwargs)
             before = [self._part(t) for t in targets]
             out = func(*args, **kwargs)
@@ -213,12 +253,15 @@ class FakeOutputs:
                 self._recipes.clear()
             self._recipes[key] = self._recipe(out, targets, before)
             return out
-        if recipe is False:  # seen before, and its results could not be reused
-            return func(*args, **kwargs)
-        if recipe is True:  # an in-place or out= op: its results are its targets
+        if isinstance(recipe, NewOutputs):
+            self.stats.hits += 1
+            return self._remake(recipe)
+        if isinstance(recipe, ReturnTargets):
+            self.stats.hits += 1
             targets = _written(func, returns, args, kwargs)
             return targets[0] if len(targets) == 1 else tuple(targets)
-        return self._remake(recipe)
+        self.stats.bypasses[recipe.reason] += 1
+        return func(*args, **kwargs)
 
     def _key(self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         parts: list[Any] = [func, torch.get_default_dtype()]
@@ -247,40 +290,42 @@ class FakeOutputs:
             return (kind, *(self._part(v) for v in value))
         raise _NotCacheable  # a real tensor (a constant), a SymInt, anything else
 
-    def _recipe(self, out: Any, targets: list[Any], before: list[Any]) -> Any:
-        """What to give next time: True (the targets), the new results' metadata, or False."""
+    def _recipe(self, out: Any, targets: list[Any], before: list[Any]) -> Recipe:
+        """What to give the next time the same key comes."""
         outputs = out if isinstance(out, (list, tuple)) else (out,)
         if any(type(t) is not FakeTensor or t.fake_mode is not self.fake_mode for t in outputs):
-            return False
+            return Bypass("an output is not a fake tensor of this mode")
         if targets:  # reusable if the op gave its targets back and left their metadata alone
-            return len(outputs) == len(targets) and all(
+            if len(outputs) == len(targets) and all(
                 o is t and self._part(t) == b
                 for o, t, b in zip(outputs, targets, before, strict=True)
-            )
-        recipe = []
-        for t in outputs:
-            if (
-                t.layout != torch.strided
-                or t.constant is not None
-                or t.storage_offset() != 0
-                or t.dtype.is_complex
             ):
-                return False
-            recipe.append((t.shape, t.stride(), t.dtype, t.device))
-        return (type(out) if isinstance(out, (list, tuple)) else None, recipe)
+                return RETURN_TARGETS
+            return Bypass("an in-place or out= op changed or did not return its target")
+        metas = []
+        for t in outputs:
+            if t.layout != torch.strided:
+                return Bypass("an output is not strided")
+            if t.constant is not None:
+                return Bypass("an output is a constant, whose value fake mode tracks")
+            if t.storage_offset() != 0:
+                return Bypass("an output is a view into a storage")
+            if t.dtype.is_complex:
+                return Bypass("an output is complex (conjugate views)")
+            metas.append((t.shape, t.stride(), t.dtype, t.device))
+        return NewOutputs(type(out) if isinstance(out, (list, tuple)) else None, tuple(metas))
 
-    def _remake(self, recipe: Any) -> Any:
-        container, outputs = recipe
+    def _remake(self, recipe: NewOutputs) -> Any:
         with no_dispatch():
             metas = [
                 torch.empty_strided(shape, stride, dtype=dtype, device="meta")
-                for shape, stride, dtype, _ in outputs
+                for shape, stride, dtype, _ in recipe.outputs
             ]
         fakes = [
             FakeTensor(self.fake_mode, meta, device)
-            for meta, (_, _, _, device) in zip(metas, outputs, strict=True)
+            for meta, (_, _, _, device) in zip(metas, recipe.outputs, strict=True)
         ]
-        return fakes[0] if container is None else container(fakes)
+        return fakes[0] if recipe.container is None else recipe.container(fakes)
 
 
 def _written(

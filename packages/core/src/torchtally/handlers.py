@@ -243,6 +243,14 @@ class HandlerSet:
             for op, handler in ops.items():
                 yield metric, op, handler
 
+    def op_handlers(self, metric: str = "flops") -> dict[str, OpHandler]:
+        """The op handlers for `metric`, by op (a copy)."""
+        return dict(self._ops.get(metric, {}))
+
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics this set has op handlers for."""
+        return tuple(self._ops)
+
     def ignored_ops(self) -> dict[str, frozenset[str]]:
         """The ignored ops per metric (`ALL_METRICS` for ops ignored for every metric)."""
         return {metric: frozenset(ops) for metric, ops in self._ignored.items()}

@@ -39,10 +39,14 @@ class PluginError(RuntimeError):
 
 @dataclass(frozen=True)
 class PluginFailure:
+    """A plugin that failed to load or to give what a hook asks, with the exception it raised
+    (None when it returned the wrong thing); strict checks chain it to their `PluginError`."""
+
     name: str
     distribution: str
     version: str
     error: str
+    cause: BaseException | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return (
@@ -61,10 +65,19 @@ class PluginInfo:
     registers: dict[str, list[str]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _RegistryCache:
+    """The handler registry built for one set of registered plugins, and its conflicts."""
+
+    plugins: tuple[str, ...]
+    registry: HandlerRegistry
+    conflicts: tuple[str, ...]
+
+
 _manager: pluggy.PluginManager | None = None
 _failures: list[PluginFailure] = []
 _dists: dict[str, tuple[str, str]] = {}
-_registry: tuple[tuple[str, ...], HandlerRegistry, list[str]] | None = None
+_registry: _RegistryCache | None = None
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -95,7 +108,7 @@ def _load_entry_points(manager: pluggy.PluginManager) -> None:
             manager.register(plugin, name=entry_point.name)
         except Exception as error:
             failure = PluginFailure(
-                entry_point.name, dist_name, version, f"{type(error).__name__}: {error}"
+                entry_point.name, dist_name, version, f"{type(error).__name__}: {error}", error
             )
             _failures.append(failure)
             warnings.warn(str(failure), PluginWarning, stacklevel=3)
@@ -119,7 +132,7 @@ def handler_registry(strict: bool = False) -> HandlerRegistry:
     global _registry
     manager = get_plugin_manager()
     key = tuple(sorted(name for name, _ in manager.list_name_plugin()))
-    if _registry is None or _registry[0] != key:
+    if _registry is None or _registry.plugins != key:
         layers = []
         for name, handler_set in _collect(manager, "torchtally_handlers"):
             if not isinstance(handler_set, HandlerSet):
@@ -134,28 +147,29 @@ def handler_registry(strict: bool = False) -> HandlerRegistry:
             layers.append((name, handler_set))
         layers.sort(key=lambda layer: (layer[0] != CORE, layer[0]))
         registry = HandlerRegistry(layers)
-        conflicts = [
+        conflicts = tuple(
             f"plugins {' and '.join(c.sources)} both handle {c.op} ({c.metric}); "
             f"using {c.sources[-1]}'s"
             for c in registry.conflicts(first_party=[CORE])
-        ]
+        )
         for conflict in conflicts:
             warnings.warn(conflict, PluginWarning, stacklevel=2)
-        _registry = (key, registry, conflicts)
+        _registry = _RegistryCache(key, registry, conflicts)
     if strict:
-        problems = [str(failure) for failure in _failures] + _registry[2]
+        problems = [str(failure) for failure in _failures] + list(_registry.conflicts)
         if problems:
+            cause = next((f.cause for f in _failures if f.cause is not None), None)
             raise PluginError(
                 "torchtally plugins are broken (strict mode):\n  " + "\n  ".join(problems)
-            )
-    return _registry[1]
+            ) from cause
+    return _registry.registry
 
 
-def _failure(name: str, error: str) -> PluginFailure:
+def _failure(name: str, error: str, cause: BaseException | None = None) -> PluginFailure:
     dist, version = _dists.get(name, ("unknown", "unknown"))
     if name == CORE:
-        dist, version = "torchtally-core", _core_version()
-    return PluginFailure(name, dist, version, error)
+        dist, version = "torchtally-core", __version__
+    return PluginFailure(name, dist, version, error, cause)
 
 
 def _report(failure: PluginFailure) -> None:
@@ -176,9 +190,8 @@ def _collect(manager: pluggy.PluginManager, hook_name: str) -> list[tuple[str, A
         try:
             result = impl.function()
         except Exception as error:
-            _report(
-                _failure(impl.plugin_name, f"{hook_name}() raised {type(error).__name__}: {error}")
-            )
+            problem = f"{hook_name}() raised {type(error).__name__}: {error}"
+            _report(_failure(impl.plugin_name, problem, error))
             continue
         if result is not None:
             results.append((impl.plugin_name, result))
@@ -230,13 +243,9 @@ def list_plugins() -> list[PluginInfo]:
             registers.update(handler_set.claims())
         if name in formats:
             registers["formats"] = sorted(formats[name])
-        dist, version = _dists.get(name, ("torchtally-core", _core_version()))
+        dist, version = _dists.get(name, ("torchtally-core", __version__))
         infos.append(PluginInfo(name, dist, version, registers))
     return infos
-
-
-def _core_version() -> str:
-    return __version__
 
 
 def reset_plugins() -> None:
