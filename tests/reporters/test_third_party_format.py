@@ -32,20 +32,16 @@ packages = ["src/torchtally_shout"]
 PLUGIN = '''\
 """The whole plugin: one format that shouts the totals."""
 
-import torchtally
+from torchtally.plugin import Reporter, hookimpl
 
 
-def render(analysis, **options):
-    unknown = sorted(set(options) - {"prefix"})
-    if unknown:
-        raise TypeError(f"unexpected option(s) {', '.join(unknown)}; valid options: prefix")
-    prefix = options.get("prefix", "")
+def render(analysis, prefix):
     return prefix + f"{analysis.params['']} PARAMETERS, {analysis.total('flops')} FLOPS!"
 
 
-@torchtally.hookimpl
+@hookimpl
 def torchtally_reporters():
-    return [torchtally.Reporter("shout", render, "totals, loudly")]
+    return [Reporter("shout", render, "totals, loudly", options={"prefix": ""})]
 '''
 
 SCRIPT = """\
@@ -56,6 +52,11 @@ analysis = torchtally.analyze(torch.nn.Linear(10, 10), input_shape=(10,))
 print(analysis.render("shout", prefix=">> "))
 print(analysis.render("table").splitlines()[3])
 print(dict((info.name, info.registers.get("formats")) for info in torchtally.list_plugins()))
+print(analysis.render("shout"))
+try:
+    analysis.render("shout", colour=1)
+except TypeError as error:
+    print(error)
 """
 
 
@@ -90,3 +91,6 @@ def test_a_plugin_package_adds_a_format(tmp_path: Path) -> None:
     # the built-in formats keep working next to the new one
     assert lines[1] == "| model   | 0.11K                | 100    | 10           |"
     assert "'shout': ['shout']" in lines[2] and "'reporters': ['arch'" in lines[2]
+    # core fills the declared defaults and checks names, as for a built-in format
+    assert lines[3] == "110 PARAMETERS, 100 FLOPS!"
+    assert lines[4] == ("the 'shout' format got unexpected option(s) colour; valid options: prefix")
