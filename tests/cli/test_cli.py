@@ -209,7 +209,7 @@ def test_unknown_format_fails_before_the_model_is_built(run: Run) -> None:
     # the source does not exist: reaching it would exit with EXIT_MODEL
     code, _, err = run("no_such_package:build", "--format", "yaml")
     assert code == EXIT_USAGE
-    assert "unknown output format 'yaml'; installed formats: arch, json, markdown" in err
+    assert "unknown output format 'yaml'; installed formats: arch, csv, html, json, markdown" in err
 
 
 # --- counts through the command ---------------------------------------------------------------
@@ -595,8 +595,7 @@ def test_plugins(run: Run) -> None:
     assert code == 0
     assert "torchtally.core (torchtally-core" in out
     assert (
-        "  formats: 9: arch, csv, html, json, markdown, operators, parameters, summary, table"
-        in out
+        "  formats: 9: arch, csv, html, json, markdown, operators, parameters, summary ..." in out
     )
     assert "flops handlers: " in out and " ..." in out  # the first few of each
     code, out, _ = run("plugins", "--all")
