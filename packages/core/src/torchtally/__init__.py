@@ -16,6 +16,7 @@ from torchtally.counting import HandlerError, HandlerWarning
 from torchtally.formats import render, save
 from torchtally.handlers import CompositeOpError, CountOptions, HandlerSet
 from torchtally.hookspecs import hookimpl
+from torchtally.llm import Generation, Tally, active_parameters, generation
 from torchtally.params import parameter_count, parameter_shapes
 from torchtally.plugins import (
     PluginError,
@@ -38,6 +39,7 @@ __all__ = [
     "CountOptions",
     "FlopAnalyzer",
     "FlopCountAnalysis",
+    "Generation",
     "HandlerError",
     "HandlerSet",
     "HandlerWarning",
@@ -47,15 +49,18 @@ __all__ = [
     "PluginWarning",
     "Reporter",
     "ReporterError",
+    "Tally",
     "TensorMeta",
     "Trace",
     "TraceError",
     "UnknownFormatError",
     "__version__",
     "activation_count",
+    "active_parameters",
     "analyze",
     "flop_count",
     "format_count",
+    "generation",
     "get_model_complexity_info",
     "get_plugin_manager",
     "hookimpl",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 from torch import nn
@@ -14,7 +15,7 @@ from torchtally.handlers import METRICS, CountOptions, HandlerRegistry, HandlerS
 from torchtally.inputs import build_inputs, check_not_empty
 from torchtally.plugins import handler_registry
 from torchtally.records import Trace
-from torchtally.tracer import LossFn, TraceError, gc_paused, run_traced
+from torchtally.tracer import LossFn, Setup, TraceError, gc_paused, run_traced
 
 logger = logging.getLogger("torchtally")
 
@@ -56,15 +57,31 @@ def trace(
     """
     check_mode(mode)
     args, keyword = build_inputs(model, inputs, input_shape, kwargs)
+    return trace_call(model, args, keyword, mode=mode, backward=backward, loss_fn=loss_fn)
+
+
+def trace_call(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    mode: str = "auto",
+    backward: bool = False,
+    loss_fn: LossFn | None = None,
+    setup: Setup | None = None,
+) -> Trace:
+    """`trace` for arguments already built; `setup` prepares the call first (see `Setup`)."""
     if mode == "auto":
-        recorded = _trace_auto(model, args, keyword, backward, loss_fn)
+        recorded = _trace_auto(model, args, kwargs, backward, loss_fn, setup)
     elif mode == "real" and is_meta_model(model):
         raise ValueError(
             "mode='real' cannot run a model whose weights are on the meta device: "
             "use mode='meta' (or 'auto'), which counts from shapes alone"
         )
     else:
-        recorded = run_traced(model, args, keyword, mode=mode, backward=backward, loss_fn=loss_fn)
+        recorded = run_traced(
+            model, args, kwargs, mode=mode, backward=backward, loss_fn=loss_fn, setup=setup
+        )
     check_not_empty(model, recorded)
     return recorded
 
@@ -75,12 +92,14 @@ def _trace_auto(
     kwargs: dict[str, Any],
     backward: bool,
     loss_fn: LossFn | None,
+    setup: Setup | None,
 ) -> Trace:
     """Fake tensors where they suffice; the real model when an op needs real data."""
+    run = partial(run_traced, model, args, kwargs, backward=backward, loss_fn=loss_fn, setup=setup)
     if is_meta_model(model):
-        return run_traced(model, args, kwargs, mode="meta", backward=backward, loss_fn=loss_fn)
+        return run(mode="meta")
     try:
-        return run_traced(model, args, kwargs, mode="fake", backward=backward, loss_fn=loss_fn)
+        return run(mode="fake")
     except TraceError as error:
         op = error.failed_op or "an op"
         if isinstance(error.__cause__, NEEDS_REAL_DATA):
@@ -94,7 +113,7 @@ def _trace_auto(
             "mode='real' to skip the attempt)",
             reason,
         )
-    return run_traced(model, args, kwargs, mode="real", backward=backward, loss_fn=loss_fn)
+    return run(mode="real")
 
 
 def registry_with(handlers: Handlers = None, strict: bool = False) -> HandlerRegistry:

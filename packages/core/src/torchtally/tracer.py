@@ -202,6 +202,7 @@ class _OpRecorder(TorchDispatchMode):
         self.ops: list[OpCall] = []
         self.failed: tuple[str, BaseException] | None = None  # the last op that raised, and how
         self.recording = True
+        self.keep = True  # False while a setup runs: its ops run as usual but are not kept
         self.phase = "forward"
         self.track_nodes = track_nodes
         self.run_op = run_op
@@ -231,6 +232,8 @@ class _OpRecorder(TorchDispatchMode):
         except Exception as error:
             self.failed = (f"{schema.op}.{schema.overload}", error)
             raise
+        if not self.keep:
+            return out
         needs_grad = None
         if self.phase == "forward":
             scope = self.scope.stack
@@ -276,6 +279,16 @@ class _OpRecorder(TorchDispatchMode):
                 return op
             seen = seen.__cause__ or seen.__context__
         return None
+
+    @contextmanager
+    def unkept(self) -> Iterator[None]:
+        """Ops run here as in the recorded run (fake outputs reused, writes guarded), unkept."""
+        self.keep = False
+        try:
+            with self:
+                yield
+        finally:
+            self.keep = True
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -333,6 +346,12 @@ class _ModuleScope:
 
 
 LossFn = Callable[[Any], torch.Tensor]
+Setup = Callable[
+    [nn.Module, tuple[Any, ...], dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]
+]
+"""``setup(model, args, kwargs) -> (args, kwargs)``: runs before the recorded call, unrecorded, in
+the same mode (on the fake model and fake inputs in fake and meta mode), under ``no_grad``; what
+it returns is what the model is called with. Generation fills a KV cache with it."""
 
 
 def run_traced(
@@ -343,6 +362,7 @@ def run_traced(
     mode: str = "real",
     backward: bool = False,
     loss_fn: LossFn | None = None,
+    setup: Setup | None = None,
 ) -> Trace:
     """Call ``model(*args, **kwargs)`` once under the tracer and return what it recorded.
 
@@ -351,6 +371,7 @@ def run_traced(
     require grad) are computed too, from ``loss_fn(outputs)`` or from every floating-point output.
     The model is left exactly as it was, also when the forward raises (see `preserve_model_state`);
     lazy modules stay lazy, and the trace keeps the parameter shapes they materialised.
+    `setup` (see `Setup`) prepares the call first, unrecorded.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(
@@ -381,6 +402,13 @@ def run_traced(
         stack.enter_context(fake_context)
         stack.enter_context(torch.set_grad_enabled(backward))
         stack.enter_context(_eager_flex_attention())
+        if setup is not None:
+            try:
+                with recorder.unkept(), torch.no_grad():
+                    args, kwargs = setup(model, args, dict(kwargs))
+            except Exception as error:
+                message = _failure_message(error, scope, recorder, tree.infos())
+                raise TraceError(message, recorder.failed_op(error)) from error
         stack.enter_context(scope.installed())
         stack.enter_context(recorder)
         stack.enter_context(functions)

@@ -1,0 +1,890 @@
+"""Language models as they are used: the prefill, then one decode step per new token, each
+through the model's own KV cache, as Hugging Face ``generate`` runs them.
+
+`generation` traces the prefill and a few decode steps and derives the others. A decode step's
+cost depends on how many tokens the cache holds; between two steps a model whose work grows by
+the same amount each step is linear in the step number, and one whose shapes change (a sliding
+window filling up, a chunk boundary) is not. So the decode is cut into segments, each of which is
+accepted as linear only when (1) at least three traced steps, its two ends and one inside, ran
+the same ops in the same modules with every size either constant or growing by the same whole
+number per step, and (2) every count (per metric, module and operator) lies on one line with a
+whole-number slope through those steps. Any segment that fails is split in two and each half
+checked again, down to steps traced one by one; the window and chunk sizes in the model's
+configuration are segment ends from the start. Each step's count is then exact: the traced
+value, or the line's value at that step, which the checks above make the traced value.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchtally.analysis import Analysis
+from torchtally.api import Handlers, log_unsupported, registry_with, trace_call
+from torchtally.fake import check_mode
+from torchtally.handlers import METRICS, CountOptions
+from torchtally.records import TensorMeta, Trace, record_value
+from torchtally.tracer import gc_paused
+
+logger = logging.getLogger("torchtally")
+
+CACHES = ("dynamic", "static")
+# Configuration values that change a decode step's shapes when the cache reaches them.
+_WINDOW_KEYS = ("sliding_window", "attention_chunk_size", "chunk_size_feed_forward")
+_MAX_BREAKPOINTS = 256
+_PERIODIC_KEYS = ("attention_chunk_size",)
+
+# (table, metric, module, operator); table "counts", or "unsupported" (an op's number of calls)
+Key = tuple[str, str, str, str]
+
+
+# --- summed counts ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Counts summed over several runs (the decode steps, or prefill and decode), with the query
+    surface of `Analysis`: ``total``, ``by_module``, ``by_operator``, ``by_module_and_operator``,
+    ``unsupported_ops``, each per metric."""
+
+    values: Mapping[Key, int] = field(repr=False)
+    modules: tuple[str, ...] = field(repr=False)
+    metrics: tuple[str, ...]
+
+    def total(self, metric: str = "flops", module: str = "") -> int:
+        return sum(self.by_operator(metric, module).values())
+
+    def by_module(self, metric: str = "flops") -> dict[str, int]:
+        self._check(metric)
+        result = dict.fromkeys(self.modules, 0)
+        for (table, m, module, _), value in self.values.items():
+            if table == "counts" and m == metric:
+                result[module] += value
+        return result
+
+    def by_operator(self, metric: str = "flops", module: str = "") -> dict[str, int]:
+        self._check(metric, module)
+        return {
+            op: value
+            for (table, m, name, op), value in self.values.items()
+            if table == "counts" and m == metric and name == module and value
+        }
+
+    def by_module_and_operator(self, metric: str = "flops") -> dict[str, dict[str, int]]:
+        self._check(metric)
+        result: dict[str, dict[str, int]] = {name: {} for name in self.modules}
+        for (table, m, module, op), value in self.values.items():
+            if table == "counts" and m == metric and value:
+                result[module][op] = value
+        return result
+
+    def unsupported_ops(self, metric: str = "flops", module: str = "") -> dict[str, int]:
+        self._check(metric, module)
+        return {
+            op: value
+            for (table, m, name, op), value in self.values.items()
+            if table == "unsupported" and m == metric and name == module and value
+        }
+
+    def _check(self, metric: str, module: str = "") -> None:
+        if metric not in self.metrics:
+            raise KeyError(
+                f"this generation has no metric {metric!r}; it counted {', '.join(self.metrics)}"
+            )
+        if module not in self.modules:
+            raise KeyError(f"{module!r} is not a module of the analysed model")
+
+
+def flatten(analysis: Analysis) -> dict[Key, int]:
+    """Every count of `analysis` (and every unsupported op's number of calls) by key."""
+    values: dict[Key, int] = {}
+    for metric in analysis.metrics:
+        for module, ops in analysis.by_module_and_operator(metric).items():
+            for op, value in ops.items():
+                if value:
+                    values["counts", metric, module, op] = value
+        table = analysis._table(analysis._unsupported, metric, None)
+        for module, ops in table.items():
+            for op, times in ops.items():
+                values["unsupported", metric, module, op] = times
+    return values
+
+
+def _sum(*tables: Mapping[Key, int]) -> dict[Key, int]:
+    total: Counter[Key] = Counter()
+    for table in tables:
+        total.update(table)
+    return dict(total)
+
+
+# --- segments of the decode ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Decode steps ``first..last``, whose counts are ``start + slope * (step - first)``.
+
+    `traced` are the steps traced to establish it (all of them when it is one step)."""
+
+    first: int
+    last: int
+    traced: tuple[int, ...]
+    start: Mapping[Key, int] = field(repr=False)
+    slope: Mapping[Key, int] = field(repr=False)
+
+    @property
+    def steps(self) -> int:
+        return self.last - self.first + 1
+
+    def at(self, step: int) -> dict[Key, int]:
+        offset = step - self.first
+        keys = set(self.start) | set(self.slope)
+        return {k: self.start.get(k, 0) + self.slope.get(k, 0) * offset for k in keys}
+
+    def summed(self) -> dict[Key, int]:
+        n = self.steps
+        keys = set(self.start) | set(self.slope)
+        return {k: n * self.start.get(k, 0) + self.slope.get(k, 0) * n * (n - 1) // 2 for k in keys}
+
+
+def _signature(trace: Trace) -> tuple[list[tuple[Any, ...]], list[int]]:
+    """What must match between two steps for their ops to be the same ops: per op its name,
+    module, function and every argument that is not an integer; and every integer (sizes,
+    integer arguments) in one list, which may grow with the step."""
+    keys: list[tuple[Any, ...]] = []
+    ints: list[int] = []
+    for call in trace.ops:
+        others: list[Any] = []
+        _split(call.arguments, ints, others)
+        _split(call.outputs, ints, others)
+        keys.append((call.op, call.overload, call.function, call.scope, tuple(others)))
+    return keys, ints
+
+
+def _split(value: Any, ints: list[int], others: list[Any]) -> None:
+    if isinstance(value, TensorMeta):
+        ints.extend(value.shape)
+        others.append(value.dtype)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        ints.append(value)
+    elif isinstance(value, (list, tuple)):
+        others.append(len(value))
+        for v in value:
+            _split(v, ints, others)
+    elif isinstance(value, Mapping):
+        others.append(tuple(value))
+        for v in value.values():
+            _split(v, ints, others)
+    else:
+        others.append(value if isinstance(value, (float, bool, str, type(None))) else repr(value))
+
+
+def _same_shape_rule(samples: list[tuple[int, tuple[list[Any], list[int]]]]) -> bool:
+    """Whether the traced steps ran the same ops, each size constant or growing by one whole
+    number per step, the same between every pair of them."""
+    first_step, (first_keys, first_ints) = samples[0]
+    second_step, (_, second_ints) = samples[1]
+    for _, (keys, ints) in samples[1:]:
+        if keys != first_keys or len(ints) != len(first_ints):
+            return False
+    span = second_step - first_step
+    rates = []
+    for a, b in zip(first_ints, second_ints, strict=True):
+        if (b - a) % span:
+            return False
+        rates.append((b - a) // span)
+    for step, (_, ints) in samples[2:]:
+        offset = step - first_step
+        if any(x != a + r * offset for x, a, r in zip(ints, first_ints, rates, strict=True)):
+            return False
+    return True
+
+
+def _line(
+    samples: list[tuple[int, Mapping[Key, int]]],
+) -> tuple[dict[Key, int], dict[Key, int]] | None:
+    """Start and whole-number slope of every count through the samples, or None if one is off."""
+    first_step, first = samples[0]
+    last_step, last = samples[-1]
+    keys = set().union(*(values for _, values in samples))
+    slope: dict[Key, int] = {}
+    for key in keys:
+        rise = last.get(key, 0) - first.get(key, 0)
+        rate = Fraction(rise, last_step - first_step)
+        if rate.denominator != 1:
+            return None
+        if rate:
+            slope[key] = int(rate)
+    for step, values in samples[1:-1]:
+        offset = step - first_step
+        if any(values.get(k, 0) != first.get(k, 0) + slope.get(k, 0) * offset for k in keys):
+            return None
+    return dict(first), slope
+
+
+# --- the model's generate, step by step --------------------------------------------------------
+
+
+def _accepts(model: nn.Module, name: str) -> bool:
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _device(model: nn.Module) -> torch.device:
+    param = next(iter(model.parameters()), None)
+    if param is None or param.device.type == "meta":
+        return torch.device("cpu")  # a meta model's fakes claim the CPU
+    return param.device
+
+
+class _Steps:
+    """Builds what ``generate`` passes the model: the prefill's inputs, and a decode step's
+    inputs with the cache filled to the length it has at that step (filled by the model itself,
+    in the setup of the step's trace, unrecorded)."""
+
+    def __init__(self, model: nn.Module, prompt: int, new: int, batch: int, cache: str) -> None:
+        import transformers
+
+        self.transformers = transformers
+        self.model: Any = model  # a transformers PreTrainedModel
+        self.config: Any = model.config
+        self.prompt, self.new, self.batch, self.cache_kind = prompt, new, batch, cache
+        self.encoder_decoder = bool(getattr(self.config, "is_encoder_decoder", False))
+        self.keep_logits = _accepts(model, "logits_to_keep")
+        self.positions = not self.encoder_decoder and _accepts(model, "position_ids")
+        self.device = _device(model)
+        self.last_cache: Any = None  # the cache of the last traced run, for its size
+        self._inputs: dict[str, Any] = {}  # the last run's inputs, until described
+        self._held = 0
+
+    def base(self) -> int:
+        """Tokens the cache holds before decode step 1."""
+        return 1 if self.encoder_decoder else self.prompt
+
+    def _ids(self, length: int) -> torch.Tensor:
+        return torch.zeros(self.batch, length, dtype=torch.long, device=self.device)
+
+    def _new_cache(self) -> Any:
+        t = self.transformers
+        text = self.config.get_text_config(decoder=True)
+        if self.cache_kind == "static":
+            total = (1 if self.encoder_decoder else self.prompt) + self.new - 1
+            cache = t.StaticCache(config=text, max_cache_len=total)
+        else:
+            cache = t.DynamicCache(config=text)
+        if self.encoder_decoder:
+            cross = (
+                t.StaticCache(config=text, max_cache_len=self.prompt)
+                if self.cache_kind == "static"
+                else t.DynamicCache(config=text)
+            )
+            cache = t.EncoderDecoderCache(cache, cross)
+        return cache
+
+    def _common(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"use_cache": True}
+        if self.keep_logits:
+            kwargs["logits_to_keep"] = 1
+        return kwargs
+
+    def _prepare(self, ids: torch.Tensor, **kwargs: Any) -> dict[str, Any]:
+        inputs = self.model.prepare_inputs_for_generation(ids, **kwargs)
+        return {**inputs, "return_dict": True}
+
+    def _positions(self, length: int) -> dict[str, Any]:
+        if not self.positions:
+            return {}
+        positions = torch.arange(length, device=self.device).repeat(self.batch, 1)
+        return {"position_ids": positions}
+
+    def prefill(self, model: nn.Module, args: Any, kwargs: Any) -> tuple[tuple[()], dict[str, Any]]:
+        """The first forward: the prompt (or the encoder input and the decoder's start token)."""
+        cache = self._new_cache()
+        if self.encoder_decoder:
+            encoder = self._encoder_inputs()
+            inputs = self._prepare(
+                self._ids(1),
+                past_key_values=cache,
+                is_first_iteration=True,
+                **encoder,
+                **self._common(),
+            )
+            inputs.update(self._encoder_ids())
+        else:
+            inputs = self._prepare(
+                self._ids(self.prompt),
+                past_key_values=cache,
+                is_first_iteration=True,
+                **self._positions(self.prompt),
+                **self._common(),
+            )
+        return self._called_with(cache, inputs, 0)
+
+    def step(self, step: int) -> Callable[..., tuple[tuple[()], dict[str, Any]]]:
+        """Decode step `step` (1-based): it feeds token `step` and produces token `step + 1`."""
+
+        def setup(model: nn.Module, args: Any, kwargs: Any) -> tuple[tuple[()], dict[str, Any]]:
+            cache = self._new_cache()
+            held = self.base() + step - 1  # tokens in the cache before this step
+            if self.encoder_decoder:
+                encoder = self._encoder_inputs()
+                first = self._prepare(
+                    self._ids(held),
+                    past_key_values=cache,
+                    is_first_iteration=True,
+                    **encoder,
+                    **self._common(),
+                )
+                first.update(self._encoder_ids())
+                out = model(**first)
+                encoder_outputs = self.transformers.modeling_outputs.BaseModelOutput(
+                    last_hidden_state=out.encoder_last_hidden_state
+                )
+                inputs = self._prepare(
+                    self._ids(held + 1),
+                    next_sequence_length=1,
+                    past_key_values=cache,
+                    encoder_outputs=encoder_outputs,
+                    **encoder,
+                    **self._common(),
+                )
+            else:
+                model(
+                    **self._prepare(
+                        self._ids(held),
+                        past_key_values=cache,
+                        is_first_iteration=True,
+                        **self._positions(held),
+                        **self._common(),
+                    )
+                )
+                inputs = self._prepare(
+                    self._ids(held + 1),
+                    next_sequence_length=1,
+                    past_key_values=cache,
+                    **self._positions(held + 1),
+                    **self._common(),
+                )
+            return self._called_with(cache, inputs, held)
+
+        return setup
+
+    def _encoder_inputs(self) -> dict[str, Any]:
+        """What generate passes the encoder besides its input: the attention mask (all ones)."""
+        mask = torch.ones(self.batch, self.prompt, dtype=torch.long, device=self.device)
+        return {"attention_mask": mask}
+
+    def _encoder_ids(self) -> dict[str, Any]:
+        return {"input_ids": self._ids(self.prompt)}
+
+    def _called_with(
+        self, cache: Any, inputs: dict[str, Any], held: int
+    ) -> tuple[tuple[()], dict[str, Any]]:
+        self.last_cache, self._inputs, self._held = cache, inputs, held
+        return (), inputs
+
+    def describe_inputs(self) -> dict[str, Any]:
+        """The last run's inputs as a trace records them (the cache by its kind and the tokens it
+        held before the call; encoder outputs by their shape), and let go of them."""
+        described: dict[str, Any] = {}
+        for name, value in self._inputs.items():
+            if name == "past_key_values":
+                described[name] = f"{type(value).__name__}({self._held} tokens)"
+            elif name == "encoder_outputs":
+                described[name] = record_value(value.last_hidden_state)
+            else:
+                described[name] = record_value(value)
+        self._inputs = {}
+        return described
+
+
+def cache_tensors(cache: Any) -> list[torch.Tensor]:
+    """Every tensor a transformers cache holds (keys, values, states), each storage once."""
+    found: dict[int, torch.Tensor] = {}
+
+    def visit(value: Any, depth: int) -> None:
+        if isinstance(value, torch.Tensor):
+            found.setdefault(id(value), value)
+        elif depth > 6:
+            return
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                visit(v, depth + 1)
+        elif isinstance(value, dict):
+            for v in value.values():
+                visit(v, depth + 1)
+        elif type(value).__module__.startswith("transformers.cache_utils"):
+            for v in vars(value).values():
+                visit(v, depth + 1)
+
+    visit(cache, 0)
+    return list(found.values())
+
+
+def _tensor_bytes(tensors: list[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+# --- mixture of experts ------------------------------------------------------------------------
+
+_EXPERT_COUNT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
+_TOP_K_KEYS = ("num_experts_per_tok", "moe_topk", "top_k", "num_selected_experts")
+
+
+def routed_experts(config: Any) -> tuple[int, int] | None:
+    """(experts, experts per token) of a mixture-of-experts configuration, or None."""
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    experts = next((getattr(text, k) for k in _EXPERT_COUNT_KEYS if getattr(text, k, None)), None)
+    top_k = next((getattr(text, k) for k in _TOP_K_KEYS if getattr(text, k, None)), None)
+    if not isinstance(experts, int) or not isinstance(top_k, int) or experts <= top_k:
+        return None
+    return experts, top_k
+
+
+def active_parameters(model: nn.Module) -> int:
+    """Parameters one token runs through: all of them, less the routed experts it skips.
+
+    A routed expert is a parameter under a module path with an ``experts`` component (one per
+    expert, or the experts stacked in a leading dimension); shared experts always run. With E
+    experts and top-k routing a token uses k/E of their parameters."""
+    total = sum(p.numel() for p in model.parameters())
+    moe = routed_experts(getattr(model, "config", None)) if hasattr(model, "config") else None
+    if moe is None:
+        return total
+    experts, top_k = moe
+    routed = sum(
+        p.numel() for name, p in model.named_parameters() if "experts" in name.split(".")[:-1]
+    )
+    return total - routed * (experts - top_k) // experts
+
+
+# --- the result ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What generating `new_tokens` tokens after a `prompt_tokens`-token prompt costs, for a
+    batch of `batch` sequences, as ``generate`` runs it (greedy, one sequence per prompt).
+
+    `prefill` is the first forward pass (it produces token 1; the LM head runs on the last
+    position only, as ``generate`` asks with ``logits_to_keep=1``), an `Analysis`. `decode` sums
+    the ``new_tokens - 1`` decode steps (step i feeds token i and produces token i + 1, over a
+    cache of ``prompt_tokens + i - 1`` tokens), a `Tally`. The queries (``total``, ``by_module``,
+    ``by_operator``, ...) sum both. `segments` say how each step's counts were obtained.
+    """
+
+    prefill: Analysis
+    decode: Tally
+    prompt_tokens: int
+    new_tokens: int
+    batch: int
+    cache: str
+    segments: tuple[Segment, ...]
+    kv_cache_bytes: int
+    weight_bytes: int
+    params: int
+    active_params: int
+    model_name: str
+    encoder_decoder: bool
+    _steps: dict[int, Analysis] = field(repr=False)
+    _retrace: Callable[[int], Analysis] = field(repr=False)
+    _whole: Tally = field(repr=False)
+
+    @property
+    def mode(self) -> str:
+        return self.prefill.mode
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return self.prefill.metrics
+
+    @property
+    def decode_steps(self) -> int:
+        return self.new_tokens - 1
+
+    @property
+    def traced_steps(self) -> tuple[int, ...]:
+        """The decode steps traced to count the decode; the others' counts are derived (see
+        `segments`). Steps traced later by `decode_step` are not added."""
+        return tuple(sorted({step for s in self.segments for step in s.traced}))
+
+    # --- per step ---
+
+    def decode_step(self, step: int) -> Analysis:
+        """The `Analysis` of decode step `step` (1 to ``new_tokens - 1``), traced if it was not."""
+        self._check_step(step)
+        if step not in self._steps:
+            self._steps[step] = self._retrace(step)
+        return self._steps[step]
+
+    def step(self, step: int) -> Tally:
+        """Decode step `step`'s counts from its segment (exact, see `segments`; no tracing)."""
+        self._check_step(step)
+        segment = next(s for s in self.segments if s.first <= step <= s.last)
+        return Tally(MappingProxyType(segment.at(step)), self.decode.modules, self.metrics)
+
+    def step_total(self, step: int, metric: str = "flops", module: str = "") -> int:
+        """Decode step `step`'s count of `metric` (``step(step).total(metric, module)``)."""
+        return self.step(step).total(metric, module)
+
+    def step_totals(self, metric: str = "flops", module: str = "") -> list[int]:
+        """Every decode step's count of `metric`, step 1 first."""
+        return [self.step_total(i, metric, module) for i in range(1, self.new_tokens)]
+
+    def _check_step(self, step: int) -> None:
+        if not 1 <= step < self.new_tokens:
+            raise ValueError(
+                f"decode steps run from 1 to {self.new_tokens - 1} (new_tokens - 1: the prefill "
+                f"produces the first token), got {step}"
+            )
+
+    # --- the whole generation ---
+
+    def total(self, metric: str = "flops", module: str = "") -> int:
+        return self._whole.total(metric, module)
+
+    def by_module(self, metric: str = "flops") -> dict[str, int]:
+        return self._whole.by_module(metric)
+
+    def by_operator(self, metric: str = "flops", module: str = "") -> dict[str, int]:
+        return self._whole.by_operator(metric, module)
+
+    def by_module_and_operator(self, metric: str = "flops") -> dict[str, dict[str, int]]:
+        return self._whole.by_module_and_operator(metric)
+
+    def unsupported_ops(self, metric: str = "flops", module: str = "") -> dict[str, int]:
+        return self._whole.unsupported_ops(metric, module)
+
+    def per_token(self, metric: str = "flops") -> dict[str, float]:
+        """Per token: the prefill per prompt token, a decode step per sequence, and the whole
+        generation per generated token (``batch * new_tokens`` of them)."""
+        prefill = self.prefill.total(metric)
+        decode = self.decode.total(metric)
+        steps = self.decode_steps
+        return {
+            "prefill_per_prompt_token": prefill / (self.batch * self.prompt_tokens),
+            "decode_per_token": decode / (self.batch * steps) if steps else 0.0,
+            "per_generated_token": (prefill + decode) / (self.batch * self.new_tokens),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every number, JSON-ready."""
+        metrics = {}
+        for metric in self.metrics:
+            metrics[metric] = {
+                "prefill": self.prefill.total(metric),
+                "decode": self.decode.total(metric),
+                "total": self.total(metric),
+                "per_token": self.per_token(metric),
+                "decode_steps": self.step_totals(metric),
+                "by_module": {
+                    name: {
+                        "prefill": self.prefill.by_module(metric)[name],
+                        "decode": value,
+                    }
+                    for name, value in self.decode.by_module(metric).items()
+                },
+                "by_operator": {
+                    "prefill": dict(sorted(self.prefill.by_operator(metric).items())),
+                    "decode": dict(sorted(self.decode.by_operator(metric).items())),
+                },
+                "unsupported_ops": dict(sorted(self.unsupported_ops(metric).items())),
+            }
+        return {
+            "model": self.model_name,
+            "mode": self.mode,
+            "prompt_tokens": self.prompt_tokens,
+            "new_tokens": self.new_tokens,
+            "batch": self.batch,
+            "cache": self.cache,
+            "conventions": {
+                "flop": "one fused multiply-add counts as one flop",
+                "elementwise": self.prefill.options.elementwise,
+                "options": {k: repr(v) for k, v in sorted(self.prefill.options.extra.items())},
+            },
+            "params": self.params,
+            "active_params": self.active_params,
+            "weight_bytes": self.weight_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "traced_steps": list(self.traced_steps),
+            "segments": [
+                {"first": s.first, "last": s.last, "traced": list(s.traced)} for s in self.segments
+            ],
+            "metrics": metrics,
+        }
+
+    def summary(self, metric: str = "flops") -> str:
+        """A few lines: prefill, decode and total with per-token figures, and the model's size."""
+        from torchtally.units import format_count
+
+        def fmt(value: float) -> str:
+            return format_count(round(value))
+
+        per = self.per_token(metric)
+        steps = self.step_totals(metric)
+        lines = [
+            f"Generation: {self.model_name}, prompt {self.prompt_tokens} tokens, "
+            f"{self.new_tokens} new tokens, batch {self.batch} ({self.mode} mode, "
+            f"{self.cache} cache)",
+            f"Prefill ({metric}): {fmt(self.prefill.total(metric))} "
+            f"({fmt(per['prefill_per_prompt_token'])} per prompt token)",
+        ]
+        if steps:
+            lines.append(
+                f"Decode ({metric}): {fmt(self.decode.total(metric))} over {len(steps)} steps "
+                f"(step 1 {fmt(steps[0])}, step {len(steps)} {fmt(steps[-1])}; "
+                f"{fmt(per['decode_per_token'])} per token)"
+            )
+        lines.append(
+            f"Total ({metric}): {fmt(self.total(metric))} "
+            f"({fmt(per['per_generated_token'])} per generated token)"
+        )
+        active = (
+            f", {format_count(self.active_params)} active per token"
+            if self.active_params != self.params
+            else ""
+        )
+        lines.append(
+            f"Params: {format_count(self.params)}{active}; weights "
+            f"{_bytes(self.weight_bytes)}, KV cache {_bytes(self.kv_cache_bytes)} at "
+            f"{self._cache_tokens()} tokens"
+        )
+        segments = ", ".join(
+            f"{s.first}-{s.last}" if s.first != s.last else str(s.first) for s in self.segments
+        )
+        lines.append(
+            f"Decode steps traced: {', '.join(map(str, self.traced_steps)) or 'none'}; "
+            f"linear segments: {segments or 'none'}"
+        )
+        return "\n".join(lines)
+
+    def _cache_tokens(self) -> int:
+        """Tokens the (self-attention) cache holds after the last step."""
+        return (1 if self.encoder_decoder else self.prompt_tokens) + self.new_tokens - 1
+
+
+def _bytes(value: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.4g} {unit}" if unit != "B" else f"{value} B"
+        value /= 1024  # type: ignore[assignment]
+    return f"{value} B"
+
+
+# --- the entry point ---------------------------------------------------------------------------
+
+
+def generation(
+    model: nn.Module,
+    prompt_tokens: int,
+    new_tokens: int,
+    batch: int = 1,
+    *,
+    mode: str = "auto",
+    cache: str | None = None,
+    handlers: Handlers = None,
+    elementwise: bool = False,
+    options: Mapping[str, Any] | None = None,
+    metrics: tuple[str, ...] = METRICS,
+    ancestor_mode: str = "owner",
+    strict: bool = False,
+    warn_unsupported: bool = True,
+    trace_every_step: bool = False,
+) -> Generation:
+    """What ``model.generate(prompt, max_new_tokens=new_tokens)`` costs, greedy, for a batch of
+    `batch` prompts of `prompt_tokens` tokens: the prefill and every decode step, through the
+    model's own cache.
+
+    The model is a Hugging Face model with a language-model head (decoder-only, or
+    encoder-decoder: then the prompt is the encoder's input and the decoder starts from its start
+    token). It runs as `analyze` runs it (`mode`, on fake tensors by default; a model built on the
+    meta device in ``"meta"`` mode), a few decode steps only: see the module's docstring for how
+    the others are derived, exactly. `trace_every_step` traces them all instead.
+
+    :param cache: ``"dynamic"`` (``DynamicCache``, sliding-window layers where the configuration
+        has them) or ``"static"`` (``StaticCache``); default: what the model's
+        ``generation_config.cache_implementation`` asks for, else dynamic.
+    Other arguments as for `analyze`.
+    """
+    check_mode(mode)
+    _check_arguments(model, prompt_tokens, new_tokens, batch)
+    cache = _cache_kind(model, cache)
+    steps = _Steps(model, prompt_tokens, new_tokens, batch, cache)
+    count_options = CountOptions(elementwise=elementwise, extra=dict(options or {}))
+    registry = registry_with(handlers, strict=strict)
+
+    def run(setup: Callable[..., Any]) -> Analysis:
+        recorded = trace_call(model, (), {}, mode=mode, setup=setup)
+        recorded = replace(recorded, input_shapes=((), steps.describe_inputs()))
+        with gc_paused():
+            return Analysis(
+                trace=recorded,
+                registry=registry,
+                options=count_options,
+                ancestor_mode=ancestor_mode,
+                metrics=tuple(metrics),
+                strict=strict,
+            )
+
+    prefill = run(steps.prefill)
+    traced: dict[int, Analysis] = {}
+    signatures: dict[int, tuple[list[Any], list[int]]] = {}
+    values: dict[int, dict[Key, int]] = {}
+    kv_bytes = [0]
+
+    def sample(step: int) -> None:
+        if step in traced:
+            return
+        traced[step] = run(steps.step(step))
+        signatures[step] = _signature(traced[step].trace)
+        values[step] = flatten(traced[step])
+        if step == new_tokens - 1:
+            kv_bytes[0] = _tensor_bytes(cache_tensors(steps.last_cache))
+        steps.last_cache = None
+
+    segments: list[Segment] = []
+
+    def exact(step: int) -> None:
+        sample(step)
+        segments.append(Segment(step, step, (step,), values[step], {}))
+
+    def settle(first: int, last: int) -> None:
+        if trace_every_step or last - first < 3:
+            for step in range(first, last + 1):
+                exact(step)
+            return
+        middle = (first + last) // 2
+        points = (first, middle, last)
+        for step in points:
+            sample(step)
+        line = None
+        if _same_shape_rule([(s, signatures[s]) for s in points]):
+            line = _line([(s, values[s]) for s in points])
+        if line is None:
+            settle(first, middle)
+            settle(middle + 1, last)
+            return
+        start, slope = line
+        segments.append(Segment(first, last, points, start, slope))
+
+    last = new_tokens - 1
+    if last >= 1:
+        bounds = [1, *_breakpoints(model, steps.base(), last), last + 1]
+        for lo, hi in itertools.pairwise(bounds):
+            if lo < hi:
+                settle(lo, hi - 1)
+        segments.sort(key=lambda s: s.first)
+    else:
+        kv_bytes[0] = _tensor_bytes(cache_tensors(steps.last_cache))
+    steps.last_cache = None
+    # the prefill's cache: the run's cache when there is no decode step
+    modules = tuple(prefill.modules)
+    decode_values = _sum(*(s.summed() for s in segments))
+    decode = Tally(MappingProxyType(decode_values), modules, prefill.metrics)
+    whole = Tally(MappingProxyType(_sum(flatten(prefill), decode_values)), modules, prefill.metrics)
+    result = Generation(
+        prefill=prefill,
+        decode=decode,
+        prompt_tokens=prompt_tokens,
+        new_tokens=new_tokens,
+        batch=batch,
+        cache=cache,
+        segments=tuple(segments),
+        kv_cache_bytes=kv_bytes[0],
+        weight_bytes=_tensor_bytes(list(_unique(model.parameters()))),
+        params=sum(p.numel() for p in _unique(model.parameters())),
+        active_params=active_parameters(model),
+        model_name=type(model).__name__,
+        encoder_decoder=steps.encoder_decoder,
+        _steps=traced,
+        _retrace=lambda step: run(steps.step(step)),
+        _whole=whole,
+    )
+    if warn_unsupported:
+        log_unsupported(prefill)
+    return result
+
+
+def _unique(tensors: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+    seen: set[int] = set()
+    for t in tensors:
+        if id(t) not in seen:
+            seen.add(id(t))
+            yield t
+
+
+def _check_arguments(model: nn.Module, prompt_tokens: int, new_tokens: int, batch: int) -> None:
+    for name, value in (
+        ("prompt_tokens", prompt_tokens),
+        ("new_tokens", new_tokens),
+        ("batch", batch),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected a Hugging Face model (an nn.Module), got {type(model).__name__}")
+    if not hasattr(model, "prepare_inputs_for_generation") or not hasattr(model, "config"):
+        raise TypeError(
+            f"{type(model).__name__} is not a Hugging Face model that generates (it has no "
+            "prepare_inputs_for_generation): use a transformers class with a language-model "
+            "head, e.g. LlamaForCausalLM or T5ForConditionalGeneration, or analyze() for one "
+            "forward pass"
+        )
+    try:
+        import transformers  # noqa: F401
+    except ImportError as error:  # pragma: no cover - a transformers model implies it
+        raise ImportError("generation() needs transformers: pip install transformers") from error
+
+
+def _cache_kind(model: nn.Module, cache: str | None) -> str:
+    if cache is None:
+        config = getattr(model, "generation_config", None)
+        wanted = getattr(config, "cache_implementation", None)
+        cache = (
+            "static"
+            if wanted in ("static", "hybrid", "sliding_window", "hybrid_chunked")
+            else "dynamic"
+        )
+    if cache not in CACHES:
+        raise ValueError(
+            f"cache must be 'dynamic' (DynamicCache, the default of generate) or 'static' "
+            f"(StaticCache), got {cache!r}"
+        )
+    return cache
+
+
+def _breakpoints(model: nn.Module, base: int, last: int) -> list[int]:
+    """Steps where a window or chunk size of the configuration may change a step's shapes: each
+    starts a segment (the checks find any others)."""
+    config: Any = model.config
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    sizes: set[tuple[str, int]] = set()
+    for key in _WINDOW_KEYS:
+        value = getattr(text, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            sizes.add((key, value))
+    starts: set[int] = set()
+    for key, size in sizes:
+        multiples = range(size, base + last + 2, size) if key in _PERIODIC_KEYS else (size,)
+        for boundary in multiples:
+            # the step whose cache first holds boundary - 1 tokens (a sliding-window cache keeps
+            # that many), and the step after it, the first to attend to more than the window
+            for offset in (0, 1):
+                step = boundary - base + offset
+                if 1 < step <= last:
+                    starts.add(step)
+            if len(starts) > _MAX_BREAKPOINTS:
+                break
+    return sorted(starts)
