@@ -658,8 +658,8 @@ class Generation:
         )
         lines.append(
             f"Params: {format_count(self.params)}{active}; weights "
-            f"{_bytes(self.weight_bytes)}, KV cache {_bytes(self.kv_cache_bytes)} at "
-            f"{self._cache_tokens()} tokens"
+            f"{_bytes(self.weight_bytes)}, KV cache {_bytes(self.kv_cache_bytes)} after the last "
+            "step"
         )
         segments = ", ".join(
             f"{s.first}-{s.last}" if s.first != s.last else str(s.first) for s in self.segments
@@ -669,10 +669,6 @@ class Generation:
             f"linear segments: {segments or 'none'}"
         )
         return "\n".join(lines)
-
-    def _cache_tokens(self) -> int:
-        """Tokens the (self-attention) cache holds after the last step."""
-        return (1 if self.encoder_decoder else self.prompt_tokens) + self.new_tokens - 1
 
 
 def _bytes(value: int) -> str:
