@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("core ops", frozenset({"ops", "ops.*"})),
     ("plugin surface", frozenset({"plugin"})),
     ("plugin manager", frozenset({"plugins"})),
-    ("api", frozenset({"api", "formats"})),
+    ("api", frozenset({"api", "formats", "llm"})),
     ("compat", frozenset({"compat", "compat.*"})),
     ("package", frozenset({"__init__"})),
 )
