@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("handlers", frozenset({"handlers"})),
     ("tracing", frozenset({"inputs", "state", "fake", "tracer"})),
     ("counting", frozenset({"counting"})),
-    ("analysis", frozenset({"analysis"})),
+    ("analysis", frozenset({"analysis", "compare"})),
     ("reporting types", frozenset({"reporting"})),
     ("hook specs", frozenset({"hookspecs"})),
     ("core ops", frozenset({"ops", "ops.*"})),

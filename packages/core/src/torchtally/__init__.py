@@ -2,6 +2,7 @@
 
 from torchtally.analysis import Analysis
 from torchtally.api import analyze, register_handler, trace, unregister_handler
+from torchtally.compare import Diff, ReportError, diff
 from torchtally.compat import (
     ActivationAnalyzer,
     ActivationCountAnalysis,
@@ -37,6 +38,7 @@ __all__ = [
     "Analysis",
     "CompositeOpError",
     "CountOptions",
+    "Diff",
     "FlopAnalyzer",
     "FlopCountAnalysis",
     "Generation",
@@ -47,6 +49,7 @@ __all__ = [
     "OpCall",
     "PluginError",
     "PluginWarning",
+    "ReportError",
     "Reporter",
     "ReporterError",
     "Tally",
@@ -58,6 +61,7 @@ __all__ = [
     "activation_count",
     "active_parameters",
     "analyze",
+    "diff",
     "flop_count",
     "format_count",
     "generation",

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torchtally import analysis as analysis_module
+from torchtally import compare
 from torchtally.analysis import Analysis
 from torchtally.plugins import reporters
 from torchtally.reporting import (
@@ -22,7 +24,13 @@ from torchtally.reporting import (
 )
 
 # The output format a file's suffix asks for, compared without case (anything else: table).
-FORMAT_BY_SUFFIX = {".json": "json", ".md": "markdown"}
+FORMAT_BY_SUFFIX = {
+    ".json": "json",
+    ".md": "markdown",
+    ".csv": "csv",
+    ".html": "html",
+    ".htm": "html",
+}
 
 
 def format_for_path(path: str | os.PathLike[str]) -> str:
@@ -50,10 +58,35 @@ def find_reporter(format: str) -> tuple[Reporter, str]:
 def render(analysis: Analysis, format: str = "table", **options: Any) -> str:
     """`analysis` as text in the output format named `format` (table, arch, json, ...)."""
     reporter, plugin = find_reporter(format)
-    source = f"the {format!r} output format (plugin {plugin!r})"
     bound = reporter.bind(options)
+    return _call(
+        reporter.render, analysis, f"the {format!r} output format (plugin {plugin!r})", bound
+    )
+
+
+def comparison_formats(kind: str) -> tuple[str, ...]:
+    """The installed formats that can show a `kind` (``"diff"`` or ``"sweep"``)."""
+    return tuple(
+        sorted(name for name, (r, _) in reporters().items() if getattr(r, f"render_{kind}"))
+    )
+
+
+def render_comparison(subject: Any, kind: str, format: str, **options: Any) -> str:
+    """`subject`, a `Diff` or a `Sweep` (`kind` ``"diff"`` or ``"sweep"``), in `format`."""
+    reporter, plugin = find_reporter(format)
+    renderer = getattr(reporter, f"render_{kind}")
+    if renderer is None:
+        able = comparison_formats(kind)
+        raise UnknownFormatError(
+            f"the {format!r} format cannot show a {kind}; formats that can: {', '.join(able)}",
+            able,
+        )
+    return _call(renderer, subject, f"the {format!r} output format (plugin {plugin!r})", options)
+
+
+def _call(renderer: Callable[..., Any], subject: Any, source: str, options: Any) -> str:
     try:
-        text = reporter.render(analysis, **bound)
+        text = renderer(subject, **options)
     except (TypeError, ValueError) as error:
         # By convention a reporter's verdict on the options it was given: kept as it is, with
         # the plugin named in a note (shown in the traceback) in case it is a bug after all.
@@ -90,3 +123,4 @@ def save(
 
 
 analysis_module.set_renderer(render, save)
+compare.set_comparison_renderer(render_comparison)

@@ -12,13 +12,15 @@ additions, as the hook specs do.
   `pointwise_flops`, `reduction_flops`, and the cost tables of core's catalog
   (`POINTWISE_FLOPS`, `REDUCTION_FLOPS`, `NO_ARITHMETIC_OPS`).
 - Output formats: a `Reporter` renders an `Analysis` (with its `ModuleInfo` per module) as
-  text; `format_count` writes numbers as the built-in formats do. Declare the options a format
-  takes (`Reporter(..., options={name: default})`) and torchtally checks the names for it.
+  text, and through its optional `render_diff` a `Diff` of two; `format_count` writes numbers
+  as the built-in formats do. Declare the options a format takes
+  (`Reporter(..., options={name: default})`) and torchtally checks the names for it.
 """
 
 from __future__ import annotations
 
 from torchtally.analysis import JSON_SCHEMA_VERSION, Analysis
+from torchtally.compare import Diff
 from torchtally.handlers import (
     ALL_METRICS,
     METRICS,
@@ -47,6 +49,7 @@ __all__ = [
     "Analysis",
     "Count",
     "CountOptions",
+    "Diff",
     "HandlerSet",
     "ModuleCall",
     "ModuleHandler",

@@ -20,12 +20,18 @@ class Reporter:
     torchtally refuses any other option before `render` runs (a `TypeError` naming the valid
     ones) and passes `render` every declared option, the defaults filled in; checking the
     values stays the format's job. Without it, `render` gets the options exactly as given.
+
+    A format that can also show a comparison of two analyses (`torchtally.diff`) gives
+    `render_diff`, one that can show a sweep (one analysis per input size) `render_sweep`; each
+    takes that object and options and returns text.
     """
 
     name: str
     render: Callable[..., str]
     description: str = ""
     options: Mapping[str, Any] | None = field(default=None, compare=False)
+    render_diff: Callable[..., str] | None = field(default=None, compare=False)
+    render_sweep: Callable[..., str] | None = field(default=None, compare=False)
 
     def bind(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """The options `render` receives for the options a caller `given`."""

@@ -11,6 +11,13 @@ from __future__ import annotations
 from torchtally.plugin import Reporter, hookimpl
 from torchtally_reporters.arch import ARCH_OPTIONS, render_arch
 from torchtally_reporters.csv_report import CSV_OPTIONS, render_csv
+from torchtally_reporters.diff_report import (
+    render_diff_csv,
+    render_diff_html,
+    render_diff_json,
+    render_diff_markdown,
+    render_diff_table,
+)
 from torchtally_reporters.html_report import HTML_OPTIONS, render_html
 from torchtally_reporters.json_report import JSON_OPTIONS, load_schema, render_json
 from torchtally_reporters.markdown import MARKDOWN_OPTIONS, render_markdown
@@ -27,6 +34,7 @@ REPORTERS: tuple[Reporter, ...] = (
         render_table,
         "mmengine's complexity table: module, parameters, counts",
         TABLE_OPTIONS,
+        render_diff=render_diff_table,
     ),
     Reporter(
         "arch", render_arch, "the module tree as print(model) shows it, with counts", ARCH_OPTIONS
@@ -36,12 +44,14 @@ REPORTERS: tuple[Reporter, ...] = (
         render_json,
         "every number of the analysis, as JSON (see load_schema())",
         JSON_OPTIONS,
+        render_diff=render_diff_json,
     ),
     Reporter(
         "markdown",
         render_markdown,
         "totals and the complexity table as a Markdown table",
         MARKDOWN_OPTIONS,
+        render_diff=render_diff_markdown,
     ),
     Reporter("parameters", render_parameters, "fvcore's parameter_count_table", PARAMETERS_OPTIONS),
     Reporter(
@@ -61,12 +71,14 @@ REPORTERS: tuple[Reporter, ...] = (
         render_csv,
         "one row per module (or module and operator), raw counts",
         CSV_OPTIONS,
+        render_diff=render_diff_csv,
     ),
     Reporter(
         "html",
         render_html,
         "one self-contained page: module tree, treemap, operators",
         HTML_OPTIONS,
+        render_diff=render_diff_html,
     ),
 )
 

@@ -687,9 +687,98 @@
     ]);
   }
 
+  // --- a comparison of two analyses -------------------------------------------------------------
+
+  function changeText(a, b) {
+    if (a === null && b === null) return "";
+    if (a === null) return "only in B";
+    if (b === null) return "only in A";
+    if (a === b) return "0";
+    return signed(b - a) + (a ? " (" + (b > a ? "+" : "") + (100 * (b - a) / a).toFixed(1) + "%)" : "");
+  }
+
+  function diffPage(diff, title) {
+    var nodes = {};
+    var names = Object.keys(diff.modules);
+    names.forEach(function (name) {
+      var info = diff.modules[name];
+      nodes[name] = { name: name, label: name ? name.slice(name.lastIndexOf(".") + 1) : "model",
+        type: info.types[0] === info.types[1] || info.types[1] === null ? info.types[0]
+          : (info.types[0] === null ? info.types[1] : info.types[0] + " \u2192 " + info.types[1]),
+        only: info.types[0] === null ? "B" : (info.types[1] === null ? "A" : null),
+        info: info, children: [], params: [], depth: 0, parent: null, kind: "module", called: true };
+    });
+    names.forEach(function (name) {
+      if (!name) return;
+      var up = parentName(name);
+      while (up && !nodes[up]) up = parentName(up);
+      nodes[name].parent = nodes[up];
+      nodes[up].children.push(nodes[name]);
+    });
+    names.forEach(function (name) { nodes[name].depth = nodes[name].parent ? nodes[name].parent.depth + 1 : 0; });
+    var root = nodes[""];
+    var columns = [];
+    diff.metrics.forEach(function (metric) {
+      var total = diff.totals[metric];
+      var scale = Math.max(total.a || 0, total.b || 0) || 1;
+      ["a", "b"].forEach(function (side) {
+        columns.push({ key: metric + ":" + side, label: "#" + metric + " " + side.toUpperCase(),
+          raw: function (node) { return node.info[metric][side]; },
+          text: function (node) { var v = node.info[metric][side]; return v === null ? "\u2014" : human(v); },
+          bar: function (node) { var v = node.info[metric][side]; return v === null ? null : v / scale; } });
+      });
+      columns.push({ key: metric + ":change", label: "change",
+        raw: function (node) { return node.info[metric].delta; },
+        text: function (node) { return changeText(node.info[metric].a, node.info[metric].b); },
+        cls: function (node) { var d = node.info[metric].delta; return d > 0 ? "plus" : (d < 0 ? "minus" : ""); } });
+    });
+    var header = el("header", {}, [el("h1", {}, [title]),
+      el("p", {}, [el("b", { text: "A: " }), diff.labels[0], " \u00A0 ", el("b", { text: "B: " }), diff.labels[1]]),
+      el("div", { cls: "cards" }, diff.metrics.map(function (metric) {
+        var t = diff.totals[metric];
+        return el("div", { cls: "card", "data-total": metric }, [
+          el("b", { text: human(t.a) + " \u2192 " + human(t.b) }),
+          el("span", { text: metricName(metric) + ": " + changeText(t.a, t.b) })]);
+      }))]);
+    document.body.appendChild(header);
+    tabs([
+      { id: "modules", label: "Modules", fill: function (panel) {
+        var grid = new TreeGrid(panel, root, columns, { decorate: function (node, cell) {
+          if (node.only) cell.appendChild(el("span", { cls: "only " + node.only.toLowerCase(), text: "only in " + node.only }));
+        } });
+        panel.insertBefore(treeControls(grid, "module"), panel.firstChild);
+        window.torchtallyGrid = grid;
+      } },
+      { id: "operators", label: "Operators", fill: function (panel) {
+        Object.keys(diff.operators).forEach(function (metric) {
+          var ops = diff.operators[metric];
+          panel.appendChild(el("h2", { text: metricName(metric) + " per operator" }));
+          var table = barTable(["operator", "#" + metric + " A", "#" + metric + " B", "change"],
+            Object.keys(ops).map(function (op) {
+              var p = ops[op];
+              return [op, p.a === null ? "\u2014" : p.a, p.b === null ? "\u2014" : p.b, changeText(p.a, p.b)];
+            }));
+          table.setAttribute("data-metric", metric);
+          panel.appendChild(table);
+        });
+      } },
+      { id: "only", label: "One side only", fill: function (panel) {
+        [["A", diff.only_in_a], ["B", diff.only_in_b]].forEach(function (pair) {
+          panel.appendChild(el("h2", { text: "Only in " + pair[0] + " (" + diff.labels[pair[0] === "A" ? 0 : 1] + "): " + pair[1].length }));
+          panel.appendChild(el("ul", { id: "only-" + pair[0].toLowerCase() }, pair[1].map(function (name) {
+            return el("li", { text: name });
+          })));
+        });
+      } },
+    ]);
+  }
+
   // --- entry ------------------------------------------------------------------------------------
 
-  var pages = { analysis: function () { analysisPage(PAYLOAD.analysis, PAYLOAD.title); } };
+  var pages = {
+    analysis: function () { analysisPage(PAYLOAD.analysis, PAYLOAD.title); },
+    diff: function () { diffPage(PAYLOAD.diff, PAYLOAD.title); },
+  };
   if (window.torchtallyPages) {
     Object.keys(window.torchtallyPages).forEach(function (k) { pages[k] = window.torchtallyPages[k]; });
   }
