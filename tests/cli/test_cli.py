@@ -630,3 +630,68 @@ def test_main_writes_the_output_file(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "| `model`" in out.read_text()
     assert main(["torchvision:resnet18", "--shape", "64", "--format", "nope"]) == EXIT_USAGE
     assert "unknown output format 'nope'; installed formats:" in capsys.readouterr().err
+
+
+# --- --generate: prefill and decode ------------------------------------------------------------
+
+# Tiny Llama (see LLAMA_LINEAR_FLOPS), per token and layer: q, o 64*64, k, v 64*32, MLP 3*64*128
+# = 36,864; attention 2 * 4 heads * 16 per key and layer. A prompt of 8 tokens: the prefill's LM
+# head on one position; decode step i attends to 8 + i keys.
+LLAMA_PER_TOKEN = 2 * 36_864
+
+
+def test_generate_json_counts_prefill_and_decode(run: Run, llama_json: str) -> None:
+    code, out, err = run(
+        "transformers:LlamaForCausalLM",
+        *("--config", llama_json, "--seq-len", "8", "--generate", "4", "--batch", "2"),
+        *("--mode", "meta", "--format", "json", "-q"),
+    )
+    assert code == 0, err
+    document = json.loads(out)
+    flops_ = document["metrics"]["flops"]
+    assert flops_["prefill"] == 2 * (8 * LLAMA_PER_TOKEN + 2 * 2 * 4 * 16 * 8 * 8 + 64 * 100)
+    steps = [2 * (LLAMA_PER_TOKEN + 2 * 2 * 4 * 16 * (8 + i) + 64 * 100) for i in (1, 2, 3)]
+    assert flops_["decode_steps"] == steps
+    assert flops_["decode"] == sum(steps)
+    assert (document["prompt_tokens"], document["new_tokens"], document["batch"]) == (8, 4, 2)
+
+
+def test_generate_table_prints_the_summary_and_modules(run: Run, llama_json: str) -> None:
+    code, out, err = run(
+        "transformers:LlamaForCausalLM",
+        *("--config", llama_json, "--seq-len", "8", "--generate", "4", "--units", "raw", "-q"),
+        *("--metrics", "flops"),
+    )
+    assert code == 0, err
+    assert "prompt 8 tokens, 4 new tokens, batch 1" in out
+    assert (
+        f"Decode (flops): {sum(LLAMA_PER_TOKEN + 256 * (8 + i) + 6400 for i in (1, 2, 3))}" in out
+    )
+    assert "| module " in out and "#flops (decode)" in out and "lm_head" in out
+    assert "#activations" not in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--generate", "0"), "--generate must be 1 or more"),
+        (
+            ("--generate", "2", "--format", "markdown"),
+            "--generate prints the formats table and json",
+        ),
+        (("--generate", "2", "--backward"), "drop --backward"),
+        (("--generate", "2", "--shape", "8"), "prompt length from --seq-len"),
+    ],
+)
+def test_generate_usage_errors(
+    run: Run, llama_json: str, extra: tuple[str, ...], message: str
+) -> None:
+    code, _, err = run("transformers:LlamaForCausalLM", "--config", llama_json, *extra)
+    assert code == EXIT_USAGE
+    assert message in err
+
+
+def test_generate_needs_a_language_model(run: Run, models: str) -> None:
+    code, _, err = run(f"{models}:linear", "--generate", "4")
+    assert code == EXIT_USAGE
+    assert "not a Hugging Face model that generates" in err

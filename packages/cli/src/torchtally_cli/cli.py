@@ -51,6 +51,8 @@ examples:
       hidden_size=8192 intermediate_size=28672 num_attention_heads=64 num_key_value_heads=8 \\
       --seq-len 2048 --mode meta --max-depth 1
   torchtally transformers:T5ForConditionalGeneration --config t5.json --seq-len 512
+  torchtally transformers:LlamaForCausalLM --config LlamaConfig --mode meta \\
+      --seq-len 2048 --generate 128
   torchtally mypackage.models:build_model --shape 3,64,64 --output report.json
   torchtally ./model.py:make --set width=64 --shape 10,
   torchtally plugins
@@ -152,6 +154,14 @@ def _parser() -> argparse.ArgumentParser:
         "--backward",
         action="store_true",
         help="also run the backward pass (of the sum of the outputs) and count it separately",
+    )
+    analysis.add_argument(
+        "--generate",
+        type=int,
+        metavar="N",
+        help="language models: count generating N new tokens after a --seq-len prompt as "
+        "Hugging Face generate runs it (the prefill, then N - 1 decode steps through the KV "
+        "cache); prints the prefill, decode and per-token figures (formats table and json)",
     )
     analysis.add_argument(
         "--elementwise",
@@ -326,6 +336,8 @@ def run(argv: Sequence[str] | None = None) -> str:
     if args.max_depth is not None and args.max_depth < 0:
         raise CliError(f"--max-depth must be 0 or more, got {args.max_depth}", EXIT_USAGE)
     output_format = _output_format(args)
+    if args.generate is not None:
+        return _write(args, output_format, _generation(args, output_format))
     _check_format(output_format)
     device = _device(args.device)
     loaded = _load(args, device)
@@ -342,6 +354,11 @@ def run(argv: Sequence[str] | None = None) -> str:
             key: render_options[key] for key in ("units", "flop_unit") if key in render_options
         }
         text = f"{render(analysis, 'summary', **units)}\n{text}"
+    return _write(args, output_format, text)
+
+
+def _write(args: argparse.Namespace, output_format: str, text: str) -> str:
+    """`text`, or, with --output, the line saying where it was written."""
     if args.output is not None:
         try:
             args.output.write_text(text + "\n", encoding="utf-8")
@@ -349,6 +366,63 @@ def run(argv: Sequence[str] | None = None) -> str:
             raise CliError(f"cannot write {args.output}: {error}", EXIT_USAGE) from error
         return f"wrote {output_format} report to {args.output}"
     return text
+
+
+GENERATION_FORMATS = ("table", "json")
+
+
+def _generation(args: argparse.Namespace, output_format: str) -> str:
+    """--generate: the prefill and decode of a language model, as a summary and table or JSON."""
+    from torchtally.llm import generation
+
+    if args.generate < 1:
+        raise CliError(
+            f"--generate must be 1 or more (new tokens), got {args.generate}", EXIT_USAGE
+        )
+    if output_format not in GENERATION_FORMATS:
+        raise CliError(
+            f"--generate prints the formats {' and '.join(GENERATION_FORMATS)}, not "
+            f"{output_format!r}",
+            EXIT_USAGE,
+        )
+    for flag, given in (("--backward", args.backward), ("--train", args.train)):
+        if given:
+            raise CliError(f"--generate counts inference; drop {flag}", EXIT_USAGE)
+    if args.shape:
+        raise CliError("--generate takes the prompt length from --seq-len, not --shape", EXIT_USAGE)
+    loaded = _load(args, _device(args.device))
+    prompt = args.seq_len or 128
+    try:
+        result = generation(
+            loaded.model.eval(),
+            prompt_tokens=prompt,
+            new_tokens=args.generate,
+            batch=args.batch,
+            mode=args.mode,
+            elementwise=args.elementwise,
+            warn_unsupported=not args.quiet,
+        )
+    except (TypeError, ValueError) as error:
+        raise CliError(f"--generate: {error}", EXIT_USAGE) from error
+    except Exception as error:
+        raise CliError(
+            f"counting generation with {args.model} failed: {type(error).__name__}: {error}",
+            EXIT_ANALYSIS,
+        ) from error
+    if output_format == "json":
+        import json
+
+        return json.dumps(result.to_dict(), indent=2)
+    units = args.units or "human"
+    try:
+        table = result.table(
+            max_depth=1 if args.max_depth is None else args.max_depth,
+            metrics=tuple(m for m in args.metrics or () if m != "params") or None,
+            units=units,
+        )
+    except (KeyError, ValueError) as error:
+        raise CliError(str(error).strip("'\""), EXIT_USAGE) from error
+    return f"{result.summary(units=units)}\n{table}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,6 +35,7 @@ from torchtally.fake import check_mode
 from torchtally.handlers import METRICS, CountOptions
 from torchtally.records import TensorMeta, Trace, record_value
 from torchtally.tracer import gc_paused
+from torchtally.units import format_count
 
 logger = logging.getLogger("torchtally")
 
@@ -625,12 +626,9 @@ class Generation:
             "metrics": metrics,
         }
 
-    def summary(self, metric: str = "flops") -> str:
+    def summary(self, metric: str = "flops", units: str = "human") -> str:
         """A few lines: prefill, decode and total with per-token figures, and the model's size."""
-        from torchtally.units import format_count
-
-        def fmt(value: float) -> str:
-            return format_count(round(value))
+        fmt = _formatter(units)
 
         per = self.per_token(metric)
         steps = self.step_totals(metric)
@@ -652,12 +650,12 @@ class Generation:
             f"({fmt(per['per_generated_token'])} per generated token)"
         )
         active = (
-            f", {format_count(self.active_params)} active per token"
+            f", {fmt(self.active_params)} active per token"
             if self.active_params != self.params
             else ""
         )
         lines.append(
-            f"Params: {format_count(self.params)}{active}; weights "
+            f"Params: {fmt(self.params)}{active}; weights "
             f"{_bytes(self.weight_bytes)}, KV cache {_bytes(self.kv_cache_bytes)} after the last "
             "step"
         )
@@ -666,9 +664,57 @@ class Generation:
         )
         lines.append(
             f"Decode steps traced: {', '.join(map(str, self.traced_steps)) or 'none'}; "
-            f"linear segments: {segments or 'none'}"
+            f"segments: {segments or 'none'}"
         )
         return "\n".join(lines)
+
+    def table(
+        self, max_depth: int = 1, metrics: tuple[str, ...] | None = None, units: str = "human"
+    ) -> str:
+        """Per module down to `max_depth` levels: parameters, then each metric for the prefill,
+        the decode and both."""
+        fmt = _formatter(units)
+        shown = tuple(metrics or self.metrics)
+        for metric in shown:
+            self.decode._check(metric)
+        header = ["module", "#parameters"]
+        for metric in shown:
+            header += [f"#{metric} ({part})" for part in ("prefill", "decode", "total")]
+        columns = [
+            (self.prefill.by_module(metric), self.decode.by_module(metric), metric)
+            for metric in shown
+        ]
+        params = self.prefill.params
+        rows = []
+        for name in self.decode.modules:
+            depth = name.count(".") + 1 if name else 0
+            counts = [(p[name], d[name]) for p, d, _ in columns]
+            if depth > max_depth or (name and not params.get(name) and not any(map(any, counts))):
+                continue
+            row = [" " * depth + (name or "model"), fmt(params.get(name, 0))]
+            for prefill, decode in counts:
+                row += [fmt(prefill), fmt(decode), fmt(prefill + decode)]
+            rows.append(row)
+        return _grid(header, rows)
+
+
+def _formatter(units: str) -> Callable[[float], str]:
+    if units not in ("human", "raw"):
+        raise ValueError(f"units must be 'human' (4.112G) or 'raw' (4111512576), got {units!r}")
+    if units == "raw":
+        return lambda value: str(round(value))
+    return lambda value: format_count(round(value))
+
+
+def _grid(header: list[str], rows: list[list[str]]) -> str:
+    """A ``+---+`` grid, text left-aligned, as the table format draws one."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    return "\n".join([rule, line(header), rule, *map(line, rows), rule])
 
 
 def _bytes(value: int) -> str:
