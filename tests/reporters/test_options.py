@@ -33,11 +33,11 @@ def test_unknown_format_lists_the_installed_ones(testnet_case: Case) -> None:
 @pytest.mark.parametrize(
     ("fmt", "valid"),
     [
-        ("table", "flop_unit, max_depth, metrics, show_param_shapes, split_phases, units"),
+        ("table", "flop_unit, max_depth, metrics, show_param_shapes, split_phases, style, units"),
         ("markdown", "flop_unit, max_depth, metrics, show_param_shapes, split_phases, units"),
-        ("arch", "flop_unit, max_depth, metrics, split_phases, units"),
+        ("arch", "flop_unit, max_depth, metrics, split_phases, uncalled_note, units"),
         ("json", "flop_unit, metrics"),
-        ("parameters", "max_depth, units"),
+        ("parameters", "max_depth, style, title, units"),
     ],
 )
 def test_unknown_option_names_the_valid_ones(testnet_case: Case, fmt: str, valid: str) -> None:
@@ -215,5 +215,5 @@ def test_parameters_options(testnet_case: Case, parse_table: Rows) -> None:
         ["fc2", "110"],
         ["inner", "220"],
     ]
-    with pytest.raises(TypeError, match="valid options: max_depth, units"):
+    with pytest.raises(TypeError, match="valid options: max_depth, style, title, units"):
         analysis.render("parameters", metrics=["params"])

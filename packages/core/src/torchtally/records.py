@@ -88,6 +88,8 @@ class OpCall:
     `needs_input_grad`, for a backward op, says which inputs of the forward op whose autograd node
     it runs for need a gradient (autograd's ``next_functions``, in that op's order); None in the
     forward pass. A kernel that computes every gradient is charged only for these.
+    `calls` are the ids of the recorded `FunctionCall`s the op ran inside, outermost first (only
+    functions the trace was asked to watch; empty otherwise).
     """
 
     op: str
@@ -98,6 +100,7 @@ class OpCall:
     scope: tuple[str, ...]
     phase: str = "forward"
     needs_input_grad: tuple[bool, ...] | None = None
+    calls: tuple[int, ...] = ()
 
     @property
     def inputs(self) -> tuple[Any, ...]:
@@ -121,6 +124,28 @@ class OpCall:
     @property
     def output_tensors(self) -> list[TensorMeta]:
         return list(iter_tensor_metas(self.outputs))
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    """One call of a watched torch-level function (``linear``, ``einsum``) or of a custom
+    ``torch.autograd.Function`` (named ``prim::PythonOp.<class name>``), with what it was given
+    and what it returned, recorded as for ops. The ops it issued carry its `id` in ``calls``.
+
+    A Python function's arguments (``F.batch_norm``) are all in `kwargs`, by parameter name,
+    defaults included; a builtin's (``torch.matmul``, whose arguments follow its ATen schema) are
+    as it was called. `position` is the index in ``Trace.ops`` of the first op it issued (where
+    it would be, if it issued none); `calls` the ids of the watched calls it ran inside.
+    """
+
+    id: int
+    name: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    outputs: tuple[Any, ...]
+    scope: tuple[str, ...]
+    position: int
+    calls: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,3 +183,5 @@ class Trace:
     mode: str = "real"
     # every parameter's shape as the model ran (lazy modules materialised), by its first name
     param_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    # the calls of watched functions, in the order they started (see `FunctionCall`)
+    functions: tuple[FunctionCall, ...] = ()

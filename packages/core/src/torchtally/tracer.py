@@ -15,12 +15,13 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from functools import partial
+from itertools import count
 from typing import Any
 
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import unset_fake_temporarily
-from torch.autograd.function import BackwardCFunction
+from torch.autograd.function import BackwardCFunction, Function
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import is_lazy
 from torch.overrides import TorchFunctionMode
@@ -29,7 +30,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torchtally.fake import NEEDS_REAL_DATA, FakeOutputs, fake_model
 from torchtally.inputs import has_forward
 from torchtally.params import parameter_shapes
-from torchtally.records import ModuleCall, ModuleInfo, OpCall, Trace, iter_tensors, record_value
+from torchtally.records import (
+    FunctionCall,
+    ModuleCall,
+    ModuleInfo,
+    OpCall,
+    Trace,
+    iter_tensors,
+    record_value,
+)
 from torchtally.state import preserve_model_state
 
 _get_sequence_nr = torch._C._autograd._get_sequence_nr
@@ -149,11 +158,20 @@ class _Schema:
 
 
 class _FunctionScope(TorchFunctionMode):
-    """Remembers the outermost torch-level function running (nested ones are not seen)."""
+    """Remembers the outermost torch-level function running (nested ones are not seen), and
+    records a `FunctionCall` for each call of a function named in `watch` (and of custom
+    autograd Functions, see `_watching_autograd_functions`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, watch: frozenset[str] = frozenset(), modules: _ModuleScope | None = None):
         super().__init__()
         self.current: str | None = None
+        self.watch = watch
+        self.modules = modules
+        self.calls: tuple[int, ...] = ()  # the watched calls running, outermost first
+        self.recorded: list[FunctionCall] = []
+        self.ops: list[OpCall] = []  # the recorder's, for positions
+        self._ids = count()
+        self._signatures: dict[Any, inspect.Signature | None] = {}
 
     def __torch_function__(
         self,
@@ -162,11 +180,82 @@ class _FunctionScope(TorchFunctionMode):
         args: tuple[Any, ...] = (),
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
-        outer, self.current = self.current, getattr(func, "__name__", None)
+        name = getattr(func, "__name__", None)
+        outer, self.current = self.current, name
         try:
+            if name in self.watch:
+                return self.watched(str(name), func, args, kwargs or {}, self._signature(func))
             return func(*args, **(kwargs or {}))
         finally:
             self.current = outer
+
+    def watched(
+        self,
+        name: str,
+        run: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        signature: inspect.Signature | None = None,
+    ) -> Any:
+        """Run ``run(*args, **kwargs)`` as the watched call `name`, and record it (its arguments
+        by parameter name when it has a `signature`)."""
+        call_id, position, outer = next(self._ids), len(self.ops), self.calls
+        with _DisableTorchFunction():  # our own .shape reads: not the model's functions
+            given, named = record_value(_bound(signature, args, kwargs))
+        self.calls = (*outer, call_id)
+        try:
+            out = run(*args, **kwargs)
+        finally:
+            self.calls = outer
+        with _DisableTorchFunction():
+            outputs = record_value(out if isinstance(out, tuple) else (out,))
+        scope = self.modules.stack if self.modules is not None else ()
+        self.recorded.append(
+            FunctionCall(call_id, name, given, named, outputs, scope, position, outer)
+        )
+        return out
+
+    def _signature(self, func: Any) -> inspect.Signature | None:
+        """A Python function's signature (None for a builtin), cached."""
+        if func not in self._signatures:
+            try:
+                self._signatures[func] = inspect.signature(func)
+            except (TypeError, ValueError):
+                self._signatures[func] = None
+        return self._signatures[func]
+
+
+def _bound(
+    signature: inspect.Signature | None, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``(args, kwargs)``, with every argument moved to kwargs by name when there is a
+    signature to bind them to (defaults filled in)."""
+    if signature is None:
+        return args, dict(kwargs)
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:
+        return args, dict(kwargs)
+    bound.apply_defaults()
+    return (), dict(bound.arguments)
+
+
+@contextmanager
+def _watching_autograd_functions(functions: _FunctionScope) -> Iterator[None]:
+    """Record each ``MyFunction.apply(...)`` as a call named ``prim::PythonOp.MyFunction`` (the
+    name a JIT trace gives it). ``apply`` reaches no torch-function mode, so it is wrapped for the
+    duration of the run."""
+    original = Function.__dict__["apply"]
+
+    def apply(cls: type[Function], *args: Any, **kwargs: Any) -> Any:
+        name = f"prim::PythonOp.{cls.__name__}"
+        return functions.watched(name, original.__get__(None, cls), args, kwargs)
+
+    Function.apply = classmethod(apply)  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        Function.apply = original  # type: ignore[method-assign]
 
 
 RunOp = Callable[[Any, tuple[Any, ...], Mapping[str, Any]], Any]  # runs one op: func, args, kwargs
@@ -261,6 +350,7 @@ class _OpRecorder(TorchDispatchMode):
                 scope=scope,
                 phase=self.phase,
                 needs_input_grad=needs_grad,
+                calls=self.functions.calls if self.phase == "forward" else (),
             )
         )
         return out
@@ -363,6 +453,8 @@ def run_traced(
     backward: bool = False,
     loss_fn: LossFn | None = None,
     setup: Setup | None = None,
+    watch: frozenset[str] = frozenset(),
+    autograd_functions: bool = False,
 ) -> Trace:
     """Call ``model(*args, **kwargs)`` once under the tracer and return what it recorded.
 
@@ -372,6 +464,8 @@ def run_traced(
     The model is left exactly as it was, also when the forward raises (see `preserve_model_state`);
     lazy modules stay lazy, and the trace keeps the parameter shapes they materialised.
     `setup` (see `Setup`) prepares the call first, unrecorded.
+    The calls of torch-level functions named in `watch`, and with `autograd_functions` those of
+    custom ``torch.autograd.Function``s, are recorded as `FunctionCall`s (``trace.functions``).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(
@@ -384,7 +478,7 @@ def run_traced(
     tree = ModuleTree(model)
     param_names = [name for name, _ in model.named_parameters()]
     scope = _ModuleScope(tree.canonical)
-    functions = _FunctionScope()
+    functions = _FunctionScope(watch, scope)
     with ExitStack() as stack:
         if mode != "real":  # a real run keeps collecting: cycles may hold real activations
             stack.enter_context(gc_paused())
@@ -398,6 +492,7 @@ def run_traced(
             )
             fake_context, run_op = fake_mode, FakeOutputs(fake_mode)
         recorder = _OpRecorder(scope, functions, guard, track_nodes=backward, run_op=run_op)
+        functions.ops = recorder.ops
         _prepare_lazy_modules(model, recorder, fake_module)  # outside the fake mode
         stack.enter_context(fake_context)
         stack.enter_context(torch.set_grad_enabled(backward))
@@ -412,6 +507,8 @@ def run_traced(
         stack.enter_context(scope.installed())
         stack.enter_context(recorder)
         stack.enter_context(functions)
+        if autograd_functions:
+            stack.enter_context(_watching_autograd_functions(functions))
         try:
             outputs = model(*args, **kwargs)
         except Exception as error:
@@ -432,6 +529,7 @@ def run_traced(
         input_shapes=input_shapes,
         mode=mode,
         param_shapes=param_shapes,
+        functions=tuple(sorted(functions.recorded, key=lambda call: call.id)),
     )
 
 

@@ -19,6 +19,7 @@ ARCH_OPTIONS: Mapping[str, Any] = {
     "units": "human",
     "flop_unit": "mac",
     "split_phases": None,
+    "uncalled_note": None,
 }
 UNCALLED = "N/A"
 UNCALLED_NOTE = (
@@ -31,10 +32,15 @@ ARCH_DIGITS = 2
 
 def render_arch(analysis: Analysis, **options: Any) -> str:
     """``print(model)`` with a ``#params: ..., #flops: ..., #acts: ...`` line in each module."""
+    note = options.pop("uncalled_note", None)
+    if note is not None and not isinstance(note, str):
+        raise TypeError(f"uncalled_note must be a string or None, got {note!r}")
     opts = parse_options("arch", analysis, options, ARCH_OPTIONS)
     lines = stats_lines(analysis, opts)
     tree = module_text("", analysis.modules[""], analysis.modules, lines, opts.max_depth)
-    return f"{UNCALLED_NOTE}\n{tree}" if _shows_uncalled(analysis, opts) else tree
+    if not _shows_uncalled(analysis, opts):
+        return tree
+    return f"{UNCALLED_NOTE if note is None else note}\n{tree}"
 
 
 def _shows_uncalled(analysis: Analysis, options: Options) -> bool:

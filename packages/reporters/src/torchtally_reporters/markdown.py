@@ -13,7 +13,7 @@ from torchtally_reporters.options import Options, parse_options
 from torchtally_reporters.stats import format_number, model_total, phases_text, plain_name
 from torchtally_reporters.table import TABLE_OPTIONS, Row, column_headers, table_rows
 
-MARKDOWN_OPTIONS: Mapping[str, Any] = TABLE_OPTIONS
+MARKDOWN_OPTIONS: Mapping[str, Any] = {k: v for k, v in TABLE_OPTIONS.items() if k != "style"}
 
 
 def render_markdown(analysis: Analysis, **options: Any) -> str:

@@ -146,6 +146,11 @@ def _tuple_of_str(option: str, value: Any) -> tuple[str, ...]:
     return names
 
 
+def check_choice(option: str, value: Any, choices: tuple[str, ...]) -> str:
+    """`value` if it is one of `choices`, else ValueError naming them."""
+    return _choice(option, value, choices)
+
+
 def _choice(option: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{option} must be one of {', '.join(map(repr, choices))}; got {value!r}")

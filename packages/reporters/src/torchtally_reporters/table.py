@@ -5,6 +5,9 @@ their parameters are first seen and parameter-less modules after them; a module 
 all zero is dropped unless a descendant is kept; a parent whose only remaining child has matching
 counts is merged into it (``neck.gap`` instead of ``neck`` then ``gap``); the columns of a module
 that was never called are left empty; ``max_depth`` counts printed levels below the model row.
+
+``style="box"`` (the default) draws mmengine's ``+---+`` grid; ``style="pipe"`` gives fvcore's
+``flop_count_table``, a pipe table whose all-numeric columns tabulate aligns as numbers.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 import tabulate
 
 from torchtally.plugin import Analysis
-from torchtally_reporters.options import PARAMS, Options, parse_options
+from torchtally_reporters.options import PARAMS, Options, check_choice, parse_options
 from torchtally_reporters.stats import column_header, format_number, metric_by_module
 
 TABLE_OPTIONS: Mapping[str, Any] = {
@@ -26,7 +29,9 @@ TABLE_OPTIONS: Mapping[str, Any] = {
     "flop_unit": "mac",
     "show_param_shapes": True,
     "split_phases": None,
+    "style": "box",
 }
+TABLE_STYLES = ("box", "pipe")
 ROOT_LABEL = "model"
 
 Stats = dict[str, dict[str, int]]
@@ -43,19 +48,31 @@ class Row:
 
 
 def render_table(analysis: Analysis, **options: Any) -> str:
-    """mmengine's complexity table (``+---+`` grid, rows indented by level)."""
+    """mmengine's complexity table (``+---+`` grid, rows indented by level), or fvcore's pipe
+    table with ``style="pipe"``."""
+    style = check_choice("style", options.pop("style", "box"), TABLE_STYLES)
     opts = parse_options("table", analysis, options, TABLE_OPTIONS)
     keys = tuple(column.key for column in opts.columns)
     body = [_indented(row, keys) for row in table_rows(analysis, opts)]
-    text: str = tabulate.tabulate(
-        body,
-        headers=column_headers(opts),
+    return grid(body, column_headers(opts), style)
+
+
+def grid(rows: list[list[str]], headers: list[str], style: str) -> str:
+    """Rows under headers, in mmengine's box or fvcore's pipe layout (whitespace kept)."""
+    if style == "pipe":  # as fvcore calls tabulate: numeric-looking columns align as numbers
+        pipe: str = tabulate.tabulate(
+            rows, headers=headers, tablefmt="pipe", preserve_whitespace=True
+        )
+        return pipe
+    box: str = tabulate.tabulate(
+        rows,
+        headers=headers,
         tablefmt="pretty",
         stralign="left",
         disable_numparse=True,
         preserve_whitespace=True,
     )
-    return text
+    return box
 
 
 def column_headers(options: Options) -> list[str]:

@@ -1,0 +1,55 @@
+"""``fvcore.nn.activation_count``: `ActivationCountAnalysis`, `activation_count`, the defaults."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from torch import nn
+
+from torchtally.compat.fvcore.flop_count import giga
+from torchtally.compat.jit_analysis import Handle, JitModelAnalysis, native_defaults
+from torchtally.compat.jit_handles import generic_activation_jit
+
+# fvcore's default activation handles: the output elements of convolutions and matmuls.
+_DEFAULT_SUPPORTED_OPS: dict[str, Handle] = native_defaults(
+    "activations",
+    {
+        "aten::_convolution": generic_activation_jit("conv"),
+        "aten::addmm": generic_activation_jit(),
+        "aten::bmm": generic_activation_jit(),
+        "aten::einsum": generic_activation_jit(),
+        "aten::matmul": generic_activation_jit(),
+        "aten::linear": generic_activation_jit(),
+    },
+)
+
+
+class ActivationCountAnalysis(JitModelAnalysis):
+    """Activations (output elements of convolutions and matmuls) per module and operator.
+
+    Starts with `_DEFAULT_SUPPORTED_OPS` over torchtally's handlers; see `JitModelAnalysis`.
+    """
+
+    _metric = "activations"
+    _native_counting = True
+
+    def __init__(self, model: nn.Module, inputs: Any, **options: Any) -> None:
+        super().__init__(model, inputs, **options)
+        self.set_op_handle(**self._defaults())
+
+    @staticmethod
+    def _defaults() -> dict[str, Handle]:
+        """The default handles, read when an analyzer is made (changes to the map apply)."""
+        return _DEFAULT_SUPPORTED_OPS
+
+
+def activation_count(
+    model: nn.Module, inputs: Any, supported_ops: dict[str, Handle | None] | None = None
+) -> tuple[defaultdict[str, float], Counter[str]]:
+    """Mega-activations per operator, and how often each unsupported op ran."""
+    analyzer = ActivationCountAnalysis(model, inputs).set_op_handle(**(supported_ops or {}))
+    return giga(analyzer, 1e6)
+
+
+__all__ = ["ActivationCountAnalysis", "activation_count"]
