@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, TypeVar
 
 from torch import nn
 from torch.jit._trace import TracerWarning
@@ -40,14 +40,21 @@ from torchtally.compat.jit_values import (
     jit_name,
     unit_call,
 )
-from torchtally.handlers import IGNORED, CountOptions, HandlerRegistry, _is_composite, ignoring_only
+from torchtally.handlers import (
+    IGNORED,
+    UNHANDLED,
+    CountOptions,
+    HandlerRegistry,
+    Lookup,
+    _is_composite,
+    ignoring_only,
+)
 from torchtally.inputs import build_inputs
 from torchtally.records import OpCall, Trace
 from torchtally.tracer import run_traced
 
 T = TypeVar("T", bound="JitModelAnalysis")
 Handle = Callable[[list[Any], list[Any]], Any]
-Found = tuple[Callable[..., Any], str] | object | None  # what HandlerRegistry.lookup returns
 
 # The JIT op a call of each torch-level function is recorded as.
 FUNCTION_OPS: Mapping[str, str] = {
@@ -179,6 +186,8 @@ def _short(op: str) -> str:
 
 # --- counting -------------------------------------------------------------------------------
 
+COMPAT = "torchtally.compat"  # the source handler failures are reported under
+
 
 @dataclass(frozen=True)
 class CompatTable:
@@ -247,14 +256,14 @@ class _Resolver:
         return _UNIT_IGNORED if unit.op in FVCORE_IGNORED_OPS else _UNIT_UNSUPPORTED
 
     @staticmethod
-    def _result(found: Found, call: OpCall, options: CountOptions) -> Any:
+    def _result(found: Lookup, call: OpCall, options: CountOptions) -> Any:
         """What counting `call` with `found` gives: a count, 0 (ignored) or NotImplemented."""
-        if found is IGNORED:
+        if found.ignored:
             return 0
-        if found is None:
+        if found.handler is None:
             return NotImplemented
         try:
-            return _handler(found)(call, options)
+            return found.handler(call, options)
         except Exception:
             return NotImplemented  # reported when counting runs it
 
@@ -264,24 +273,24 @@ class _Resolver:
         if self.states is None:
             self.states = self._decide(options)
         found = self.resolve(call)
-        if found is IGNORED:
+        if found.ignored:
             return 0
-        if found is None:
+        if found.handler is None:
             return 0 if self._ignorable(call) else NotImplemented
-        result = _handler(found)(call, options)
+        result = found.handler(call, options)
         return 0 if result is NotImplemented and self._ignorable(call) else result
 
     @staticmethod
     def _ignorable(call: OpCall) -> bool:
         return not isinstance(call, UnitCall) and jit_name(call.op) in FVCORE_IGNORED_OPS
 
-    def resolve(self, call: OpCall) -> Found:
+    def resolve(self, call: OpCall) -> Lookup:
         states = self.states or {}
         if isinstance(call, UnitCall):
             state = states.get(call.unit)
             if state == _HANDLED:
-                return self._wrapper(call.op), "compat"
-            return None if state == _UNIT_UNSUPPORTED else IGNORED
+                return Lookup(self._wrapper(call.op), COMPAT)
+            return UNHANDLED if state == _UNIT_UNSUPPORTED else IGNORED
         for unit in call.calls:  # outermost first
             state = states.get(unit, _INNER)
             if state == _NATIVE_UNIT:
@@ -290,7 +299,7 @@ class _Resolver:
                 return IGNORED  # counted (or ignored, or reported) as the unit
         return self.op_level(call)
 
-    def op_level(self, call: OpCall) -> Found:
+    def op_level(self, call: OpCall) -> Lookup:
         """What counts `call` by its own name: its handle, else the base registry."""
         table = self.table
         name = jit_name(call.op)
@@ -298,11 +307,11 @@ class _Resolver:
             if table.handles[name] is None:
                 return IGNORED
             if table.native_metric(name) is None:
-                return self._wrapper(name), "compat"
+                return Lookup(self._wrapper(name), COMPAT)
             return self._native(name, call.op)
         return table.base.lookup(table.metric, call.op)
 
-    def _native(self, jit_op: str, op: str) -> Found:
+    def _native(self, jit_op: str, op: str) -> Lookup:
         metric = self.table.native_metric(jit_op) or self.table.metric
         return self.table.native.lookup(metric, op)
 
@@ -311,11 +320,6 @@ class _Resolver:
         if wrapper is None:
             wrapper = self.wrappers[name] = _jit_handler(name, self.table.handles[name])
         return wrapper
-
-
-def _handler(found: Found) -> Callable[..., Any]:
-    """The handler of a registry's ``(handler, source)`` answer."""
-    return cast("tuple[Callable[..., Any], str]", found)[0]
 
 
 def _counts(result: Any) -> bool:
@@ -347,7 +351,7 @@ class CompatRegistry(HandlerRegistry):
         self.tables = dict(tables)
         self.trace = trace
         self._resolvers: dict[str, _Resolver] = {}
-        self._dispatchers: dict[str, Callable[..., Any]] = {}
+        self._dispatchers: dict[str, Lookup] = {}
 
     def resolver(self, metric: str) -> _Resolver:
         resolver = self._resolvers.get(metric)
@@ -355,13 +359,13 @@ class CompatRegistry(HandlerRegistry):
             resolver = self._resolvers[metric] = _Resolver(self.tables[metric], self.trace)
         return resolver
 
-    def lookup(self, metric: str, op: str) -> Found:
+    def lookup(self, metric: str, op: str) -> Lookup:
         if metric not in self.tables:
             return super().lookup(metric, op)
-        dispatch = self._dispatchers.get(metric)
-        if dispatch is None:
-            dispatch = self._dispatchers[metric] = self.resolver(metric).count
-        return dispatch, "torchtally.compat"
+        found = self._dispatchers.get(metric)
+        if found is None:
+            found = self._dispatchers[metric] = Lookup(self.resolver(metric).count, COMPAT)
+        return found
 
     def module_handler(self, metric: str, keys: Iterable[str]) -> Any:
         table = self.tables.get(metric)
