@@ -94,6 +94,8 @@ class _Faker:
                     slots[name] = self(tensor)
 
     def _fake(self, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.layout == torch.sparse_coo and tensor.device.type != "meta":
+            return self._fake_sparse(tensor)
         if type(tensor) not in (torch.Tensor, nn.Parameter) or tensor.layout != torch.strided:
             return self.fake_mode.from_tensor(tensor)  # subclasses, sparse: the general path
         # Shape, strides and dtype are all a fake needs; much cheaper than from_tensor.
@@ -102,6 +104,18 @@ class _Faker:
         fake = FakeTensor(self.fake_mode, meta, device)
         if isinstance(tensor, nn.Parameter):
             fake._is_param = True  # isinstance(fake, Parameter), as from_tensor marks it
+        return fake.requires_grad_(True) if tensor.requires_grad else fake
+
+    def _fake_sparse(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A sparse COO fake built from fakes of its indices and values, so that it stores as
+        many elements as the real one (`from_tensor` gives a fake sparse tensor none)."""
+        indices, values = (
+            self.fake_mode.from_tensor(t) for t in (tensor._indices(), tensor._values())
+        )
+        with self.fake_mode:
+            fake = torch.sparse_coo_tensor(
+                indices, values, tensor.shape, is_coalesced=tensor.is_coalesced()
+            )
         return fake.requires_grad_(True) if tensor.requires_grad else fake
 
 
@@ -242,7 +256,7 @@ class FakeOutputs:
             returns = self._returns[func] = reusable_returns(func)
         key = None if returns is None else self._key(func, args, kwargs)
         if returns is None or key is None:
-            return func(*args, **kwargs)
+            return _sparse_with_stored(func(*args, **kwargs), args, self.fake_mode)
         recipe = self._recipes.get(key)
         if recipe is None:
             self.stats.misses += 1
@@ -261,7 +275,7 @@ class FakeOutputs:
             targets = _written(func, returns, args, kwargs)
             return targets[0] if len(targets) == 1 else tuple(targets)
         self.stats.bypasses[recipe.reason] += 1
-        return func(*args, **kwargs)
+        return _sparse_with_stored(func(*args, **kwargs), args, self.fake_mode)
 
     def _key(self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         parts: list[Any] = [func, torch.get_default_dtype()]
@@ -326,6 +340,24 @@ class FakeOutputs:
             for meta, (_, _, _, device) in zip(metas, recipe.outputs, strict=True)
         ]
         return fakes[0] if recipe.container is None else recipe.container(fakes)
+
+
+def _sparse_with_stored(out: Any, args: tuple[Any, ...], fake_mode: FakeTensorMode) -> Any:
+    """A sparse COO result as fake mode makes it stores no element (its meta kernels keep none):
+    give it as many as its sparse arguments store (``t``, ``clone``, ``mul`` keep their input's;
+    several inputs' total bounds a sum), so that ops on it count as in a real run."""
+    if type(out) is not FakeTensor or out.layout != torch.sparse_coo or out._nnz():
+        return out
+    stored = sum(a._nnz() for a in args if type(a) is FakeTensor and a.layout == torch.sparse_coo)
+    if not stored:
+        return out
+    with fake_mode:
+        indices = torch.empty((out.sparse_dim(), stored), dtype=torch.long, device=out.device)
+        values = torch.empty(
+            (stored, *out.shape[out.sparse_dim() :]), dtype=out.dtype, device=out.device
+        )
+        rebuilt = torch.sparse_coo_tensor(indices, values, out.shape, is_coalesced=True)
+    return rebuilt.requires_grad_(out.requires_grad)
 
 
 def _written(

@@ -14,10 +14,12 @@ import torch
 
 
 class TensorMeta(NamedTuple):
-    """A tensor as the trace keeps it: its shape and dtype, never its data."""
+    """A tensor as the trace keeps it: its shape and dtype, never its data. A sparse tensor also
+    keeps how many elements it stores (`nnz`); None for a dense one."""
 
     shape: tuple[int, ...]
     dtype: torch.dtype
+    nnz: int | None = None
 
     @property
     def numel(self) -> int:
@@ -27,9 +29,15 @@ class TensorMeta(NamedTuple):
     def ndim(self) -> int:
         return len(self.shape)
 
+    @property
+    def stored(self) -> int:
+        """Elements stored: `nnz` for a sparse tensor, else every element."""
+        return self.numel if self.nnz is None else self.nnz
+
     def __repr__(self) -> str:
         dtype = str(self.dtype).removeprefix("torch.")
-        return f"TensorMeta({list(self.shape)}, {dtype})"
+        nnz = "" if self.nnz is None else f", nnz={self.nnz}"
+        return f"TensorMeta({list(self.shape)}, {dtype}{nnz})"
 
 
 _SCALARS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device})
@@ -40,6 +48,8 @@ def record_value(value: Any) -> Any:
     if type(value) in _SCALARS:  # most arguments: checked first, as this runs for every op
         return value
     if isinstance(value, torch.Tensor):
+        if value.layout is not torch.strided:
+            return _sparse_meta(value)
         return TensorMeta(tuple(value.shape), value.dtype)
     if isinstance(value, (list, tuple)):
         recorded = [record_value(v) for v in value]
@@ -47,6 +57,14 @@ def record_value(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: record_value(v) for k, v in value.items()}
     return value
+
+
+def _sparse_meta(value: torch.Tensor) -> TensorMeta:
+    try:
+        nnz = int(value._nnz())
+    except (RuntimeError, NotImplementedError):  # a layout without stored elements to count
+        nnz = None
+    return TensorMeta(tuple(value.shape), value.dtype, nnz)
 
 
 def iter_tensors(value: Any) -> Iterator[torch.Tensor]:

@@ -176,11 +176,9 @@ NO_ARITHMETIC_OPS: frozenset[str] = frozenset(
         "aten::tril_",
         "aten::triu",
         "aten::triu_",
-        # indexing, gathering, masking, non-reducing scatter. index_put(_) with accumulate=True
-        # and scatter's reduce= overloads do add, but those uses are rare and small.
-        "aten::_index_put_impl_",
+        # indexing, gathering, masking (scatter and index_put, which may reduce, are in
+        # scatter.py)
         "aten::_unsafe_index",
-        "aten::_unsafe_index_put",
         "aten::_unsafe_masked_index",
         "aten::as_strided_scatter",
         "aten::diagonal_backward",
@@ -192,8 +190,6 @@ NO_ARITHMETIC_OPS: frozenset[str] = frozenset(
         "aten::index_copy_",
         "aten::index_fill",
         "aten::index_fill_",
-        "aten::index_put",
-        "aten::index_put_",
         "aten::index_select",
         "aten::masked_fill",
         "aten::masked_fill_",
@@ -202,8 +198,6 @@ NO_ARITHMETIC_OPS: frozenset[str] = frozenset(
         "aten::masked_select",
         "aten::nonzero",
         "aten::nonzero_static",
-        "aten::scatter",
-        "aten::scatter_",
         "aten::select_backward",
         "aten::select_scatter",
         "aten::slice_backward",
@@ -233,6 +227,7 @@ NO_ARITHMETIC_OPS: frozenset[str] = frozenset(
         "aten::_functional_sym_constrain_range_for_size",
         "aten::_local_scalar_dense",
         "aten::_make_dep_token",
+        "aten::_nnz",
         "aten::is_same_size",
         "aten::record_stream",
         "aten::sym_constrain_range",
