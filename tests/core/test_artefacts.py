@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
 import torch
+import torchvision
 from torch import nn
 
 import torchtally
+from torchtally.records import TensorMeta
 
 
 class Convs(nn.Module):
@@ -34,3 +41,227 @@ def test_torchscript_convolution_counts_as_convolution() -> None:
         assert analysis.by_operator() == {"conv": CONVS}
         assert analysis.total("activations") == 2 * 8 * 36 + 2 * 3 * 144
         assert analysis.unsupported_ops() == {}
+
+
+# --- ResNet-18 as every kind of artefact ----------------------------------------------------------
+
+RESNET18 = 1_819_065_856  # eager, 224x224: conv, batch norm, adaptive average pooling, linear
+
+
+def _export(strict: bool) -> Callable[[nn.Module, torch.Tensor], Any]:
+    return lambda model, x: torch.export.export(model, (x,), strict=strict)
+
+
+ARTEFACTS: dict[str, Callable[[nn.Module, torch.Tensor], Any]] = {
+    "export-strict": _export(True),
+    "export-non-strict": _export(False),
+    # core ATen: adaptive_avg_pool2d is a mean, linear a permute and addmm, batch norm functional
+    "export-decomposed": lambda model, x: _export(False)(model, x).run_decompositions(),
+    "export-module": lambda model, x: _export(False)(model, x).module(),  # a GraphModule
+    "fx-symbolic-trace": lambda model, x: torch.fx.symbolic_trace(model),
+    "torchscript-script": lambda model, x: torch.jit.script(model),
+    "torchscript-trace": lambda model, x: torch.jit.trace(model, x),
+}
+
+
+@pytest.fixture(scope="module")
+def resnet18() -> tuple[nn.Module, torch.Tensor, torchtally.Analysis]:
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    x = torch.randn(1, 3, 224, 224)
+    return model, x, torchtally.analyze(model, x, warn_unsupported=False)
+
+
+SLOW = {"export-strict", "export-decomposed"}  # dynamo's first run; decomposing: 6-14 s
+
+
+@pytest.mark.parametrize(
+    "kind", [pytest.param(k, marks=[pytest.mark.slow] if k in SLOW else []) for k in ARTEFACTS]
+)
+def test_resnet18_artefacts_count_and_tabulate_as_eager(
+    kind: str, resnet18: tuple[nn.Module, torch.Tensor, torchtally.Analysis]
+) -> None:
+    model, x, eager = resnet18
+    artefact = ARTEFACTS[kind](model, x)
+    analysis = torchtally.analyze(artefact, x, warn_unsupported=False)
+    assert eager.total() == RESNET18
+    assert analysis.total() == RESNET18
+    assert analysis.by_operator() == eager.by_operator()
+    assert analysis.by_module() == eager.by_module()
+    assert analysis.by_module("activations") == eager.by_module("activations")
+    assert dict(analysis.params) == dict(eager.params)
+    assert {n: i.type_name for n, i in analysis.modules.items()} == {
+        n: i.type_name for n, i in eager.modules.items()
+    }
+    assert analysis.render("table", max_depth=3) == eager.render("table", max_depth=3)
+    assert analysis.uncalled_modules == eager.uncalled_modules
+    # FX and core ATen graphs are functional: add and relu instead of add_ and relu_
+    assert _functional(analysis.unsupported_ops()) == _functional(eager.unsupported_ops())
+
+
+def _functional(ops: dict[str, int]) -> dict[str, int]:
+    return {op.rstrip("_"): count for op, count in ops.items()}
+
+
+@pytest.mark.parametrize("kind", ["export-non-strict", "torchscript-script", "torchscript-trace"])
+def test_backward_of_artefacts_is_the_eager_backward(kind: str) -> None:
+    model = SmallNet().eval()
+    x = torch.randn(2, 3, 16, 16)
+    eager = torchtally.analyze(model, x, backward=True, warn_unsupported=False)
+    analysis = torchtally.analyze(
+        ARTEFACTS[kind](model, x), x, backward=True, warn_unsupported=False
+    )
+    for phase in ("forward", "backward"):
+        assert analysis.by_module(phase=phase) == eager.by_module(phase=phase)
+        assert analysis.by_operator(phase=phase) == eager.by_operator(phase=phase)
+    assert analysis.total(phase="backward") > 0
+
+
+class SmallNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.stem(x)).flatten(1))
+
+
+# conv 2 x (8*3*3*3) x 14*14, batch norm 2 per element, pool 1 per element, linear 2 x 8 x 5
+SMALL = 2 * 216 * 196 + 2 * 2 * 8 * 196 + 2 * 8 * 196 + 2 * 8 * 5
+
+
+def test_exported_program_is_analysed_at_its_example_inputs_by_default() -> None:
+    model = SmallNet().eval()
+    program = torch.export.export(model, (torch.randn(2, 3, 16, 16),))
+    analysis = torchtally.analyze(program)
+    assert analysis.total() == SMALL
+    assert analysis.input_shapes == ((TensorMeta((2, 3, 16, 16), torch.float32),), {})
+
+
+def test_dynamic_shapes_are_analysed_at_the_shapes_given() -> None:
+    model = SmallNet().eval()
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(
+        model, (torch.randn(2, 3, 16, 16),), dynamic_shapes={"x": {0: batch}}
+    )
+    for size in (1, 5):
+        x = torch.randn(size, 3, 16, 16)
+        assert torchtally.analyze(program, x).total() == torchtally.analyze(model, x).total()
+
+
+def test_inputs_an_exported_program_cannot_take_are_refused_before_running() -> None:
+    program = torch.export.export(SmallNet().eval(), (torch.randn(2, 3, 16, 16),))
+    message = r"do not fit this exported program \(exported for inputs \(2, 3, 16, 16\)\): "
+    with pytest.raises(ValueError, match=message + r"Expected input at \*args\[0\]\.shape\[0\]"):
+        torchtally.analyze(program, torch.randn(3, 3, 16, 16))
+    with pytest.raises(ValueError, match=message):
+        torchtally.analyze(program, (torch.randn(2, 3, 16, 16), torch.randn(1)))
+
+
+def test_artefacts_are_left_as_they_were() -> None:
+    model = SmallNet().train()
+    x = torch.randn(2, 3, 16, 16)
+    program = torch.export.export(model, (x,))
+    graph_module = torch.fx.symbolic_trace(model)
+    # in training, fake mode leaves a scripted BatchNorm's num_batches_tracked at 1 (issue 13)
+    scripted = torch.jit.script(SmallNet().eval())
+    before = {
+        "program": {k: v.clone() for k, v in program.state_dict.items()},
+        "graph": (graph_module.code, dict(vars(graph_module)), graph_module.state_dict()),
+        "script": {k: v.clone() for k, v in scripted.state_dict().items()},
+    }
+    for artefact in (program, graph_module, scripted):
+        for mode in ("real", "fake"):
+            torchtally.analyze(artefact, x, mode=mode, backward=True, warn_unsupported=False)
+    assert all(torch.equal(v, before["program"][k]) for k, v in program.state_dict.items())
+    code, attributes, state = before["graph"]
+    assert graph_module.code == code and dict(vars(graph_module)) == attributes
+    assert all(torch.equal(v, state[k]) for k, v in graph_module.state_dict().items())
+    assert all(torch.equal(v, before["script"][k]) for k, v in scripted.state_dict().items())
+    assert all(p.grad is None for p in scripted.parameters())
+
+
+class Shared(nn.Module):
+    """One block under two names; TorchScript's hierarchy names it by the path it was called by."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.Linear(4, 4)
+        self.again = self.block
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.again(self.block(x)))
+
+
+@pytest.mark.parametrize("kind", ["export-non-strict", "saved-and-loaded", "torchscript-script"])
+def test_a_shared_module_is_one_module_per_name_with_parameters_counted_once(
+    kind: str, tmp_path: Path
+) -> None:
+    """Export and TorchScript make a module shared under two names one module per name (sharing
+    the parameters): each name is reported with its own calls. Parameters and totals are the
+    eager model's, also once saved and loaded (which unties the parameters: they are tied
+    again by storage)."""
+    model = Shared().eval()
+    x = torch.randn(3, 4)
+    eager = torchtally.analyze(model, x)
+    assert eager.by_module() == {"": 3 * 16 * 2 + 3 * 8, "block": 3 * 16 * 2, "out": 3 * 8}
+    if kind == "saved-and-loaded":
+        torch.export.save(torch.export.export(model, (x,)), tmp_path / "shared.pt2")
+        artefact = torch.export.load(tmp_path / "shared.pt2")
+    else:
+        artefact = ARTEFACTS[kind](model, x)
+    analysis = torchtally.analyze(artefact, x)
+    assert analysis.by_module() == {"": 120, "block": 48, "again": 48, "out": 24}
+    assert dict(analysis.params) == dict(eager.params)
+
+
+def test_torchscript_free_functions_name_operators_as_eager_code() -> None:
+    """A scripted helper function is not a torch function: the op keeps the name of the torch
+    function the helper calls (linear), as the function mode names eager code's ops."""
+    model = torch.jit.script(Helper())
+    analysis = torchtally.analyze(model, torch.randn(2, 4))
+    assert analysis.by_operator() == {"linear": 2 * 4 * 3}
+    assert analysis.by_module() == {"": 24, "inner": 24}
+
+
+@torch.jit.script
+def project(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return nn.functional.linear(x, weight).relu()
+
+
+class Inner(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(3, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return project(x, self.weight)
+
+
+class Helper(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = Inner()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+def test_the_profiler_that_finds_torchscript_modules_prints_nothing(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    scripted = torch.jit.script(SmallNet().eval())
+    torchtally.analyze(scripted, torch.randn(1, 3, 16, 16), warn_unsupported=False)
+    assert capfd.readouterr().err == ""
+
+
+def test_fvcore_and_mmengine_entry_points_take_artefacts() -> None:
+    model = SmallNet().eval()
+    x = torch.randn(2, 3, 16, 16)
+    eager = torchtally.FlopAnalyzer(model, x).by_module()
+    assert torchtally.FlopAnalyzer(torch.jit.script(model), x).by_module() == eager
+    info = torchtally.get_model_complexity_info(torch.fx.symbolic_trace(model), inputs=(x,))
+    assert info["flops"] == SMALL

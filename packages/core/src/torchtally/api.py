@@ -8,14 +8,16 @@ from functools import partial
 from typing import Any, TypeVar
 
 from torch import nn
+from torch.export import ExportedProgram
 
 from torchtally.analysis import Analysis
+from torchtally.artefacts import as_program
 from torchtally.fake import NEEDS_REAL_DATA, check_mode, is_meta_model
 from torchtally.handlers import METRICS, CountOptions, HandlerRegistry, HandlerSet, OpHandler
 from torchtally.inputs import build_inputs, check_not_empty
 from torchtally.plugins import handler_registry
 from torchtally.records import Trace
-from torchtally.tracer import LossFn, Setup, TraceError, gc_paused, run_traced
+from torchtally.tracer import LossFn, Runner, Setup, TraceError, gc_paused, run_traced
 
 logger = logging.getLogger("torchtally")
 
@@ -24,6 +26,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _user_handlers = HandlerSet()
 
 Handlers = Mapping[str, OpHandler | None] | HandlerSet | None
+Model = nn.Module | ExportedProgram
+"""An eager `nn.Module`, a TorchScript module, an FX `GraphModule`, or a `torch.export` program."""
 
 
 def register_handler(*ops: str, metric: str = "flops") -> Callable[[F], F]:
@@ -42,7 +46,7 @@ def unregister_handler(*ops: str, metric: str = "flops") -> None:
 
 
 def trace(
-    model: nn.Module,
+    model: Model,
     inputs: Any = None,
     *,
     input_shape: tuple[Any, ...] | None = None,
@@ -56,8 +60,21 @@ def trace(
     Arguments as for `analyze`; ``trace.mode`` says which mode ran.
     """
     check_mode(mode)
-    args, keyword = build_inputs(model, inputs, input_shape, kwargs)
-    return trace_call(model, args, keyword, mode=mode, backward=backward, loss_fn=loss_fn)
+    program = as_program(model)
+    if inputs is None and input_shape is None and not kwargs and program.example_inputs:
+        inputs, kwargs = program.example_inputs  # an exported program's own example inputs
+    args, keyword = build_inputs(program.module, inputs, input_shape, kwargs)
+    if program.check_inputs is not None:
+        program.check_inputs(args, keyword)
+    return trace_call(
+        program.module,
+        args,
+        keyword,
+        mode=mode,
+        backward=backward,
+        loss_fn=loss_fn,
+        runner=program.runner,
+    )
 
 
 def trace_call(
@@ -69,33 +86,35 @@ def trace_call(
     backward: bool = False,
     loss_fn: LossFn | None = None,
     setup: Setup | None = None,
+    runner: Runner | None = None,
 ) -> Trace:
-    """`trace` for arguments already built; `setup` prepares the call first (see `Setup`)."""
+    """`trace` for arguments already built; `setup` prepares the call first (see `Setup`), and
+    `runner` runs what is not eager code (see `torchtally.artefacts`)."""
+    run = partial(
+        run_traced,
+        model,
+        args,
+        kwargs,
+        backward=backward,
+        loss_fn=loss_fn,
+        setup=setup,
+        runner=runner,
+    )
     if mode == "auto":
-        recorded = _trace_auto(model, args, kwargs, backward, loss_fn, setup)
+        recorded = _trace_auto(model, run)
     elif mode == "real" and is_meta_model(model):
         raise ValueError(
             "mode='real' cannot run a model whose weights are on the meta device: "
             "use mode='meta' (or 'auto'), which counts from shapes alone"
         )
     else:
-        recorded = run_traced(
-            model, args, kwargs, mode=mode, backward=backward, loss_fn=loss_fn, setup=setup
-        )
+        recorded = run(mode=mode)
     check_not_empty(model, recorded)
     return recorded
 
 
-def _trace_auto(
-    model: nn.Module,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    backward: bool,
-    loss_fn: LossFn | None,
-    setup: Setup | None,
-) -> Trace:
+def _trace_auto(model: nn.Module, run: Callable[..., Trace]) -> Trace:
     """Fake tensors where they suffice; the real model when an op needs real data."""
-    run = partial(run_traced, model, args, kwargs, backward=backward, loss_fn=loss_fn, setup=setup)
     if is_meta_model(model):
         return run(mode="meta")
     try:
@@ -129,7 +148,7 @@ def registry_with(handlers: Handlers = None, strict: bool = False) -> HandlerReg
 
 
 def analyze(
-    model: nn.Module,
+    model: Model,
     inputs: Any = None,
     *,
     input_shape: tuple[Any, ...] | None = None,
@@ -148,9 +167,12 @@ def analyze(
     """Analyse `model` on `inputs`: parameters, and flops and activations per module and operator.
 
     The model runs once (forward under ``torch.no_grad()`` unless `backward`) and is left exactly
-    as it was.
+    as it was. It may be an eager module or a deployed artefact (a `torch.export` program, an FX
+    `GraphModule`, a TorchScript module): modules and counts are then the original model's, from
+    the artefact's metadata (see `torchtally.artefacts`).
 
-    :param inputs: a tensor, a tuple of positional arguments, or a dict of keyword arguments.
+    :param inputs: a tensor, a tuple of positional arguments, or a dict of keyword arguments
+        (default for an exported program: the example inputs it was exported with).
     :param input_shape: instead of inputs, mmengine-style shapes without the batch dimension.
     :param mode: ``"real"`` runs the model as given; ``"fake"`` runs it on fake tensors (shapes
         only: no real memory or compute); ``"meta"`` is for a model built on the meta device;

@@ -71,15 +71,21 @@ def check_model(model: Any) -> None:
             f"create the model first, e.g. {model.__name__}(...)"
         )
     if not isinstance(model, nn.Module):
-        raise TypeError(
-            f"expected a torch.nn.Module to analyse, got {type(model).__name__}; "
-            "wrap a plain function in an nn.Module whose forward calls it"
-        )
+        raise TypeError(not_a_module(model))
     if not has_forward(model):
         raise TypeError(
             f"{type(model).__name__} has no forward(), so it cannot be run: analyse the module "
             "whose forward calls it (a ModuleList or ModuleDict only holds layers)"
         )
+
+
+def not_a_module(model: Any) -> str:
+    """What to say when `model` is not something torchtally can run."""
+    return (
+        f"expected a torch.nn.Module to analyse, got {type(model).__name__}; wrap a plain "
+        "function in an nn.Module whose forward calls it (a torch.export ExportedProgram, an FX "
+        "GraphModule and a TorchScript module are accepted too)"
+    )
 
 
 def has_forward(module: nn.Module) -> bool:

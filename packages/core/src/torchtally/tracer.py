@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from functools import partial
 from itertools import count
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -87,14 +87,26 @@ class ModuleTree:
         return {
             name: ModuleInfo(
                 name=name,
-                type_name=type(module).__name__,
-                extra_repr=module.extra_repr(),
+                type_name=_type_name(module),
+                extra_repr=_extra_repr(module),
                 children=self.children[name],
                 aliases=tuple(self.aliases[name]),
                 has_forward=has_forward(module),
             )
             for name, module in self.modules.items()
         }
+
+
+def _type_name(module: nn.Module) -> str:
+    """The module's class name; a TorchScript module's is the class it was compiled from."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return str(getattr(module, "original_name", type(module).__name__))
+    return type(module).__name__
+
+
+def _extra_repr(module: nn.Module) -> str:
+    # TorchScript keeps no repr of its own: its extra_repr is "original_name=Conv2d"
+    return "" if isinstance(module, torch.jit.ScriptModule) else module.extra_repr()
 
 
 def module_tree(model: nn.Module) -> tuple[dict[int, str], dict[str, ModuleInfo]]:
@@ -165,6 +177,7 @@ class _FunctionScope(TorchFunctionMode):
     def __init__(self, watch: frozenset[str] = frozenset(), modules: _ModuleScope | None = None):
         super().__init__()
         self.current: str | None = None
+        self.pinned: str | None = None  # set by a graph runner: the function its node came from
         self.watch = watch
         self.modules = modules
         self.calls: tuple[int, ...] = ()  # the watched calls running, outermost first
@@ -181,7 +194,7 @@ class _FunctionScope(TorchFunctionMode):
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
         name = getattr(func, "__name__", None)
-        outer, self.current = self.current, name
+        outer, self.current = self.current, self.pinned or name
         try:
             if name in self.watch:
                 return self.watched(str(name), func, args, kwargs or {}, self._signature(func))
@@ -436,6 +449,41 @@ class _ModuleScope:
 
 
 LossFn = Callable[[Any], torch.Tensor]
+
+
+class RunContext(NamedTuple):
+    """What a `Runner` may set while the model runs: the module scope, the function scope, and
+    the recorder (whose ``ops`` grow as ops run)."""
+
+    scope: _ModuleScope
+    functions: _FunctionScope
+    recorder: _OpRecorder
+
+
+class Runner:
+    """How `run_traced` names a model's modules, calls it, and completes what it recorded.
+
+    This one is for an eager model: its modules are its ``named_modules()``, module hooks give the
+    scope, and the model is called. `torchtally.artefacts` has runners for exported programs, FX
+    graphs and TorchScript, whose modules and scopes come from the artefact's metadata.
+    """
+
+    def tree(self, model: nn.Module) -> ModuleTree:
+        return ModuleTree(model)
+
+    def run(
+        self,
+        model: nn.Module,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        context: RunContext,
+    ) -> Any:
+        return model(*args, **kwargs)
+
+    def finish(self, trace: Trace) -> Trace:
+        return trace
+
+
 Setup = Callable[
     [nn.Module, tuple[Any, ...], dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]
 ]
@@ -455,6 +503,7 @@ def run_traced(
     setup: Setup | None = None,
     watch: frozenset[str] = frozenset(),
     autograd_functions: bool = False,
+    runner: Runner | None = None,
 ) -> Trace:
     """Call ``model(*args, **kwargs)`` once under the tracer and return what it recorded.
 
@@ -466,7 +515,9 @@ def run_traced(
     `setup` (see `Setup`) prepares the call first, unrecorded.
     The calls of torch-level functions named in `watch`, and with `autograd_functions` those of
     custom ``torch.autograd.Function``s, are recorded as `FunctionCall`s (``trace.functions``).
+    `runner` calls a model that is not eager code (see `Runner`).
     """
+    runner = runner or Runner()
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"expected a torch.nn.Module to analyse, got {type(model).__name__}; "
@@ -475,7 +526,7 @@ def run_traced(
     if mode not in ("real", "fake", "meta"):
         raise ValueError(f"run_traced runs mode 'real', 'fake' or 'meta', got {mode!r}")
     input_shapes = record_value((args, dict(kwargs)))
-    tree = ModuleTree(model)
+    tree = runner.tree(model)
     param_names = [name for name, _ in model.named_parameters()]
     scope = _ModuleScope(tree.canonical)
     functions = _FunctionScope(watch, scope)
@@ -510,7 +561,7 @@ def run_traced(
         if autograd_functions:
             stack.enter_context(_watching_autograd_functions(functions))
         try:
-            outputs = model(*args, **kwargs)
+            outputs = runner.run(model, args, kwargs, RunContext(scope, functions, recorder))
         except Exception as error:
             message = _failure_message(error, scope, recorder, tree.infos())
             raise TraceError(message, recorder.failed_op(error)) from error
@@ -521,7 +572,7 @@ def run_traced(
         shapes = parameter_shapes(model)
         param_shapes = {name: shapes[name] for name in param_names if name in shapes}
         infos = tree.infos()
-    return Trace(
+    trace = Trace(
         ops=tuple(recorder.ops),
         module_calls=tuple(scope.calls),
         modules=infos,
@@ -531,6 +582,7 @@ def run_traced(
         param_shapes=param_shapes,
         functions=tuple(sorted(functions.recorded, key=lambda call: call.id)),
     )
+    return runner.finish(trace)
 
 
 def _prepare_lazy_modules(

@@ -16,6 +16,7 @@ from torch import nn
 
 from torchtally.analysis import Analysis
 from torchtally.api import log_unsupported, registry_with
+from torchtally.artefacts import as_program
 from torchtally.handlers import (
     CountOptions,
     HandlerRegistry,
@@ -154,11 +155,12 @@ class ModelAnalyzer:
         if self._analysis is not None:
             return self._analysis
         if self._trace is None:
-            args, kwargs = build_inputs(self._model, self._inputs)
+            module, runner, *_ = as_program(self._model)
+            args, kwargs = build_inputs(module, self._inputs)
             with warnings.catch_warnings():
                 if self._tracer_warnings == "none":
                     warnings.simplefilter("ignore")
-                self._trace = run_traced(self._model, args, kwargs)
+                self._trace = run_traced(module, args, kwargs, runner=runner)
         analysis = Analysis(
             trace=self._trace,
             registry=self._registry(),
@@ -261,8 +263,9 @@ def get_model_complexity_info(
         raise ValueError('One of "input_shape" and "inputs" should be set.')
     if input_shape is not None and inputs is not None:
         raise ValueError('"input_shape" and "inputs" cannot be both set.')
-    args, kwargs = build_inputs(model, inputs, input_shape)
-    trace = run_traced(model, args, kwargs)
+    module, runner, *_ = as_program(model)
+    args, kwargs = build_inputs(module, inputs, input_shape)
+    trace = run_traced(module, args, kwargs, runner=runner)
     analysis = Analysis(
         trace=trace,
         registry=registry_with(None),
