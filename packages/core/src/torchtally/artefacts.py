@@ -385,27 +385,22 @@ def _profiled(path: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _quiet_kineto() -> Iterator[None]:
-    """Drop the lines the profiler's C++ side prints to stderr when it starts and stops (what
-    else is printed meanwhile is passed on)."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # pytest's capture, an IDE: nothing to hide
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
+    """Drop the lines the profiler's C++ side prints to the standard error file when it starts
+    and stops; anything else printed there meanwhile is passed on."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stderr.flush()
+    saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), fd)
+        os.dup2(captured.fileno(), 2)
         try:
             yield
         finally:
-            os.dup2(saved, fd)
+            os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
             rest = _KINETO_LINE.sub(b"", captured.read())
             if rest:
-                sys.stderr.buffer.write(rest)
-                sys.stderr.flush()
+                os.write(2, rest)
 
 
 Found = dict[int, tuple[tuple[str, ...], str | None]]  # op index -> (scope, function)
