@@ -161,6 +161,44 @@ def native_defaults(metric: str, handles: Mapping[str, Handle]) -> dict[str, Han
     return dict(handles)
 
 
+class CompatWarning(UserWarning):
+    """Something fvcore or mmengine does that cannot apply under torchtally's tracer."""
+
+
+# JIT graph nodes that never reach a dispatcher-level tracer, and what to do instead.
+_JIT_ONLY = {
+    "prim::CallFunction": (
+        "a scripted function runs its ops through the dispatcher, where torchtally counts them: "
+        "register handles for those ops (aten::mm, aten::mul, ...)"
+    ),
+    "prim::CallMethod": (
+        "a scripted method runs its ops through the dispatcher, where torchtally counts them: "
+        "register handles for those ops"
+    ),
+}
+_SHAPE_ARITHMETIC = frozenset(
+    {"aten::size", "aten::Int", "aten::ScalarImplicit", "aten::numel", "aten::dim", "aten::len"}
+)
+
+
+def check_jit_only(name: str) -> None:
+    """Warn (`CompatWarning`) about a handle for a JIT node torchtally's tracer never sees."""
+    if name in _JIT_ONLY:
+        advice = _JIT_ONLY[name]
+    elif name in _SHAPE_ARITHMETIC:
+        advice = "shapes are Python ints under torchtally's tracer, so no op computes them"
+    elif name.startswith("prim::") and not name.startswith("prim::PythonOp."):
+        advice = "prim:: nodes are JIT graph plumbing (lists, constants, attributes)"
+    else:
+        return
+    warnings.warn(
+        f"a handle for {name} never runs: {name} is a node of JIT graphs, and torchtally traces "
+        f"at the dispatcher, not with torch.jit.trace; {advice}",
+        CompatWarning,
+        stacklevel=3,
+    )
+
+
 def unit_op(function: str) -> str:
     """The JIT op a call of torch-level `function` is recorded as (``grid_sample`` ->
     ``aten::grid_sampler``); a custom autograd Function's name is already one."""
@@ -520,6 +558,8 @@ class JitModelAnalysis:
                     f"the handle for {name} must be a function handle(inputs, outputs) or None, "
                     f"got {handle!r}"
                 )
+            if handle is not None:
+                check_jit_only(name)
             self._handles[name] = handle
         self._analysis = None
         return self

@@ -51,6 +51,12 @@ _CONSTANT_TYPES = {
 }
 
 
+_NOT_RECORDED = (
+    "torchtally's trace keeps a tensor's shape and dtype, not its {what}: count from "
+    "type().sizes() and type().scalarType()"
+)
+
+
 class JitType:
     """The type of a `JitValue`: a tensor's sizes and scalar type, or a constant's kind."""
 
@@ -85,6 +91,12 @@ class JitType:
 
     def numel(self) -> int:
         return math.prod(self._tensor("numel").shape)
+
+    def strides(self) -> list[int]:
+        raise RuntimeError(_NOT_RECORDED.format(what="strides"))
+
+    def device(self) -> Any:
+        raise RuntimeError(_NOT_RECORDED.format(what="devices"))
 
     def getElementType(self) -> JitType:
         value = self._value
