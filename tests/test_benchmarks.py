@@ -89,3 +89,25 @@ def test_floor_prints_every_case(
         "torchtally mode='real'",
         "torchtally mode='fake'",
     ]
+
+
+def test_generation_benchmark_counts_and_tabulates(tmp_path: Path) -> None:
+    generation = load("generation")
+    generation.CASES["tiny"] = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 100,
+    }
+    out = tmp_path / "figures.json"
+    generation.worker("tiny", 1, False, out)
+    figures = json.loads(out.read_text())
+    # per token: 2 layers x (q, o 64*64; k, v 64*32; MLP 3*64*128); the head on one position
+    per_token = 2 * 36_864
+    assert figures["prefill"] == 2048 * per_token + 2 * 2 * 4 * 16 * 2048**2 + 64 * 100
+    assert figures["traced_steps"] == [1, 64, 127]
+    figures["whole_s"] = 1.0
+    text = generation.table([figures])
+    assert "| tiny " in text and "3 of 127" in text

@@ -413,3 +413,24 @@ def test_summary_and_json(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="torchtally"):
         torchtally.generation(model("llama-gqa"), P, 2, batch=B)
     assert "aten::silu" in caplog.text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["llama-gqa", "mistral-sliding-window", "gpt2-tied-head"])
+def test_filling_the_cache_directly_equals_the_models_prefill(name: str) -> None:
+    # decode steps traced over a cache filled through its own update, and over one the model's
+    # prefill filled: the same ops, so the same counts, step by step
+    by_model = torchtally.generation(
+        model(name), P, N, batch=B, warn_unsupported=False, cache_fill="model"
+    )
+    assert by_model.decode.values == derived(name).decode.values
+    for step in (1, 4, 5, 11):
+        assert by_model.decode_step(step).trace.ops == derived(name).decode_step(step).trace.ops
+
+
+def test_static_cache_filled_directly_equals_the_models_prefill() -> None:
+    kwargs = {"batch": B, "cache": "static", "warn_unsupported": False}
+    direct = torchtally.generation(model("llama-gqa"), P, 5, **kwargs)
+    by_model = torchtally.generation(model("llama-gqa"), P, 5, cache_fill="model", **kwargs)
+    assert direct.decode.values == by_model.decode.values
+    assert direct.kv_cache_bytes == by_model.kv_cache_bytes == 2 * 2 * B * 2 * 16 * (P + 4) * 4

@@ -40,6 +40,7 @@ from torchtally.units import format_count
 logger = logging.getLogger("torchtally")
 
 CACHES = ("dynamic", "static")
+FILLS = ("direct", "model")
 # Configuration values that change a decode step's shapes when the cache reaches them.
 _WINDOW_KEYS = ("sliding_window", "attention_chunk_size", "chunk_size_feed_forward")
 _MAX_BREAKPOINTS = 256
@@ -255,7 +256,9 @@ class _Steps:
     inputs with the cache filled to the length it has at that step (filled by the model itself,
     in the setup of the step's trace, unrecorded)."""
 
-    def __init__(self, model: nn.Module, prompt: int, new: int, batch: int, cache: str) -> None:
+    def __init__(
+        self, model: nn.Module, prompt: int, new: int, batch: int, cache: str, cache_fill: str
+    ) -> None:
         import transformers
 
         self.transformers = transformers
@@ -269,6 +272,8 @@ class _Steps:
         self.last_cache: Any = None  # the cache of the last traced run, for its size
         self._inputs: dict[str, Any] = {}  # the last run's inputs, until described
         self._held = 0
+        self.cache_fill = cache_fill
+        self.layout: list[tuple[tuple[int, ...], tuple[int, ...], torch.dtype]] | None = None
 
     def base(self) -> int:
         """Tokens the cache holds before decode step 1."""
@@ -362,15 +367,18 @@ class _Steps:
                     **self._common(),
                 )
             else:
-                model(
-                    **self._prepare(
-                        self._ids(held),
-                        past_key_values=cache,
-                        is_first_iteration=True,
-                        **self._positions(held),
-                        **self._common(),
+                if self.layout is not None:
+                    self._fill(cache, held)
+                else:
+                    model(
+                        **self._prepare(
+                            self._ids(held),
+                            past_key_values=cache,
+                            is_first_iteration=True,
+                            **self._positions(held),
+                            **self._common(),
+                        )
                     )
-                )
                 inputs = self._prepare(
                     self._ids(held + 1),
                     next_sequence_length=1,
@@ -381,6 +389,40 @@ class _Steps:
             return self._called_with(cache, inputs, held)
 
         return setup
+
+    def learn_layout(self, cache: Any) -> None:
+        """After the prefill: per layer the shapes and dtype of the keys and values it cached,
+        when every layer is a plain attention layer (full, sliding-window, static) that
+        `_fill` can fill; otherwise decode steps fill the cache with the model's prefill."""
+        from transformers import cache_utils
+
+        plain = (
+            cache_utils.DynamicLayer,
+            cache_utils.DynamicSlidingWindowLayer,
+            cache_utils.StaticLayer,
+            cache_utils.StaticSlidingWindowLayer,
+        )
+        self.layout = None
+        if self.cache_fill != "direct" or type(cache) not in (
+            cache_utils.DynamicCache,
+            cache_utils.StaticCache,
+        ):
+            return
+        layout = []
+        for layer in cache.layers:
+            if type(layer) not in plain or not layer.is_initialized:
+                return
+            layout.append((tuple(layer.keys.shape), tuple(layer.values.shape), layer.keys.dtype))
+        self.layout = layout
+
+    def _fill(self, cache: Any, held: int) -> None:
+        """Put `held` tokens' keys and values in each layer through the cache's own ``update``,
+        as the model's prefill over them does (a sliding-window layer keeps its window)."""
+        assert self.layout is not None
+        for index, (keys, values, dtype) in enumerate(self.layout):
+            k = torch.zeros((*keys[:-2], held, keys[-1]), dtype=dtype, device=self.device)
+            v = torch.zeros((*values[:-2], held, values[-1]), dtype=dtype, device=self.device)
+            cache.update(k, v, index)
 
     def _encoder_inputs(self) -> dict[str, Any]:
         """What generate passes the encoder besides its input: the attention mask (all ones)."""
@@ -412,12 +454,14 @@ class _Steps:
 
 
 def cache_tensors(cache: Any) -> list[torch.Tensor]:
-    """Every tensor a transformers cache holds (keys, values, states), each storage once."""
+    """Every tensor a transformers cache holds (keys, values, states), each once; not its
+    bookkeeping scalars (lengths, window sizes)."""
     found: dict[int, torch.Tensor] = {}
 
     def visit(value: Any, depth: int) -> None:
         if isinstance(value, torch.Tensor):
-            found.setdefault(id(value), value)
+            if value.dim():
+                found.setdefault(id(value), value)
         elif depth > 6:
             return
         elif isinstance(value, (list, tuple)):
@@ -744,6 +788,7 @@ def generation(
     strict: bool = False,
     warn_unsupported: bool = True,
     trace_every_step: bool = False,
+    cache_fill: str = "direct",
 ) -> Generation:
     """What ``model.generate(prompt, max_new_tokens=new_tokens)`` costs, greedy, for a batch of
     `batch` prompts of `prompt_tokens` tokens: the prefill and every decode step, through the
@@ -755,6 +800,11 @@ def generation(
     meta device in ``"meta"`` mode), a few decode steps only: see the module's docstring for how
     the others are derived, exactly. `trace_every_step` traces them all instead.
 
+    :param cache_fill: how a traced decode step's cache gets the tokens it holds, unrecorded:
+        ``"direct"`` puts keys and values of the shapes the prefill cached into each layer through
+        the cache's own ``update`` (what the model's prefill over those tokens leaves); ``"model"``
+        runs the model's prefill over them (slower), which is also what ``"direct"`` falls back
+        to for caches other than plain attention layers (encoder-decoder, linear attention).
     :param cache: ``"dynamic"`` (``DynamicCache``, sliding-window layers where the configuration
         has them) or ``"static"`` (``StaticCache``); default: what the model's
         ``generation_config.cache_implementation`` asks for, else dynamic.
@@ -763,7 +813,12 @@ def generation(
     check_mode(mode)
     _check_arguments(model, prompt_tokens, new_tokens, batch)
     cache = _cache_kind(model, cache)
-    steps = _Steps(model, prompt_tokens, new_tokens, batch, cache)
+    if cache_fill not in FILLS:
+        raise ValueError(
+            f"cache_fill must be 'direct' (the cache's own update, the default) or 'model' (the "
+            f"model's prefill over the cached tokens), got {cache_fill!r}"
+        )
+    steps = _Steps(model, prompt_tokens, new_tokens, batch, cache, cache_fill)
     count_options = CountOptions(elementwise=elementwise, extra=dict(options or {}))
     registry = registry_with(handlers, strict=strict)
 
@@ -781,6 +836,7 @@ def generation(
             )
 
     prefill = run(steps.prefill)
+    steps.learn_layout(steps.last_cache)
     traced: dict[int, Analysis] = {}
     signatures: dict[int, tuple[list[Any], list[int]]] = {}
     values: dict[int, dict[Key, int]] = {}
