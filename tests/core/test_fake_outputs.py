@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 import transformers
-from reliability import zoo
+import zoo
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torchtally_testing import TINY_LLAMA
@@ -203,7 +203,9 @@ def test_zoo_models_trace_exactly_as_with_fake_tensor_mode(
     monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     case = zoo.case(name)
-    cached, uncached = traced_both_ways(monkeypatch, case.build(), *case.inputs, kwargs=case.kwargs)
+    cached, uncached = traced_both_ways(
+        monkeypatch, case.build(), *case.inputs(), kwargs=case.kwargs
+    )
     assert cached.ops == uncached.ops
 
 

@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reliability import brute, brute_vision
+from reliability import brute
 from reliability.helpers import deterministic as _deterministic
 from reliability.strategies import conv_cases
 from torchtally_testing import Fn
+from vision import brute as brute_vision
 
 import torchtally
 import torchtally_vision

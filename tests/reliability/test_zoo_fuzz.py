@@ -15,7 +15,7 @@ import warnings
 
 import pytest
 import torch
-from reliability import zoo
+import zoo
 from reliability.helpers import Snapshot
 
 import torchtally
@@ -49,11 +49,11 @@ MODELS = zoo.ALL if os.environ.get("TORCHTALLY_ZOO_FUZZ") else SAMPLE
 MODES = ("real", "fake", "auto", "meta")
 
 
-def analyse(model: torch.nn.Module, case: zoo.ZooCase, mode: str) -> torchtally.Analysis:
+def analyse(model: torch.nn.Module, case: zoo.ZooModel, mode: str) -> torchtally.Analysis:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch's and torchvision's own notes
         return torchtally.analyze(
-            model, case.inputs, kwargs=case.kwargs, mode=mode, warn_unsupported=False
+            model, case.inputs(), kwargs=case.kwargs, mode=mode, warn_unsupported=False
         )
 
 

@@ -6,17 +6,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import torch
 from torchtally_testing import Fn
-from vision.zoo import ZOO, ZooRun
+from zoo import ZOO, ZooModel
 
 import torchtally
 import torchtally_vision
 
 Tally = Callable[..., torchtally.Analysis]
+
+
+@dataclass(frozen=True)
+class ZooRun:
+    """A zoo model, built, and its analysis (the `zoo` fixture)."""
+
+    spec: ZooModel
+    model: torch.nn.Module
+    analysis: torchtally.Analysis
 
 
 def _tally(fn: Callable[..., Any], *inputs: Any, **kwargs: Any) -> torchtally.Analysis:

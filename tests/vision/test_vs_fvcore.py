@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import fvcore.nn as fv
 import pytest
 from mmengine import analysis as mm
-from vision.conftest import quiet
+from vision.conftest import ZooRun, quiet
 from vision.fvcore_differences import Difference, differences, installed_plugins
-from vision.zoo import ZooRun
 
 import torchtally
 

@@ -3,7 +3,7 @@ runs is counted.
 
 With element-wise counting on nothing is unsupported; off, only the ops that count solely with it
 are (core's catalog of element-wise ops and reductions, max and average pooling, and this
-plugin's roi_pool / ps_roi_pool). Random weights, small inputs (tests/vision/zoo.py). Besides,
+plugin's roi_pool / ps_roi_pool). Random weights, small inputs (tests/zoo.py). Besides,
 each model's distinctive part is checked against a count worked out by hand.
 """
 
@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from vision.zoo import DETECTION_SIZE, ZOO, ZooModel, ZooRun
+from vision.conftest import ZooRun
+from zoo import DETECTION_SIZE, ZOO, ZooModel
 
 import torchtally
 from torchtally.ops.catalog import POINTWISE_FLOPS, REDUCTION_FLOPS

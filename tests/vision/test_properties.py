@@ -1,6 +1,6 @@
 """Property tests for every formula of the vision plugin (torchtally_vision): on random valid
 small calls the handler's count equals a brute-force count from the op's definition
-(reliability/brute_vision.py, checked against torch's and torchvision's results), or, where the
+(vision/brute.py, checked against torch's and torchvision's results), or, where the
 plugin documents its formula as a bound (anti-aliasing, nms), is never below it."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import torch.nn.functional as F
 import torchvision.ops
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from reliability import brute_vision as bv
 from reliability.brute import tensor
 from reliability.helpers import deterministic
 from torchtally_testing import Fn
+from vision import brute as bv
 
 import torchtally
 import torchtally_vision
