@@ -10,6 +10,8 @@ from types import ModuleType
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs the benchmark scripts
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 RESNET50_MACS = 4_111_512_576  # torchtally, fvcore and mmengine agree
 FLOPCOUNTER_RESNET50_MACS = 4_089_184_256  # FlopCounterMode counts no batch norm

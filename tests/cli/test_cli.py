@@ -566,6 +566,7 @@ def test_missing_package(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "timm:resnet50 needs timm, which is not installed: pip install timm" in err
 
 
+@pytest.mark.slow
 def test_the_installed_command_returns_the_exit_code() -> None:
     command = Path(sys.executable).with_name("torchtally")
     for argv in ([str(command)], [sys.executable, "-m", "torchtally_cli"]):
@@ -576,6 +577,7 @@ def test_the_installed_command_returns_the_exit_code() -> None:
         assert done.stderr.startswith("torchtally: error: cannot read the model source")
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_is_not_an_error() -> None:
     # `torchtally ... | head -1`: the reader goes away before the report is written
     command = [sys.executable, "-m", "torchtally", "plugins", "--all"]

@@ -138,6 +138,7 @@ def _ops_run(model: torch.nn.Module, x: torch.Tensor, train: bool) -> set[str]:
     return recorder.ops
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["resnet50", "mobilenet_v3_large", "efficientnet_b0"])
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
 def test_catalog_covers_cnn_ops(arch: str, train: bool) -> None:

@@ -198,6 +198,7 @@ ZOO = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_models_trace_exactly_as_with_fake_tensor_mode(
     monkeypatch: pytest.MonkeyPatch, name: str
@@ -226,6 +227,7 @@ HF_MODELS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", HF_MODELS)
 def test_transformers_trace_exactly_as_with_fake_tensor_mode(
     monkeypatch: pytest.MonkeyPatch, name: str

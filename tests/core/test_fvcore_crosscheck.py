@@ -22,6 +22,8 @@ from torch import nn
 
 import torchtally as tt
 
+pytestmark = pytest.mark.slow  # peer cross-check: fvcore and mmengine trace every model
+
 
 @pytest.fixture(autouse=True)
 def _quiet(caplog: pytest.LogCaptureFixture) -> None:

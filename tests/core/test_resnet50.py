@@ -10,6 +10,8 @@ from mmengine.analysis import get_model_complexity_info as mmengine_complexity_i
 
 import torchtally
 
+pytestmark = pytest.mark.slow  # ResNet-50 through torchtally and mmengine
+
 REFERENCE = {  # mmengine 0.10.7 (DESIGN.md); the seed document's 4.145G is the training figure
     "eval": (4_111_512_576, 11_114_984),
     "train": (4_144_854_528, 11_114_984),

@@ -109,6 +109,7 @@ def test_data_parallel_wrapper_counts_like_the_model(mode: str, backward: bool) 
         assert analysis.total(phase="backward") == A_BACK + B_BACK
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_a_compiled_submodule_is_counted_like_the_eager_one(mode: str) -> None:
     torch._dynamo.reset()

@@ -21,6 +21,8 @@ from reliability.helpers import Snapshot
 import torchtally
 from torchtally.fake import NEEDS_REAL_DATA
 
+pytestmark = pytest.mark.slow  # zoo models in every mode
+
 SAMPLE = (
     "alexnet",
     "convnext_tiny",

@@ -14,6 +14,8 @@ from torch import nn
 
 import torchtally
 
+pytestmark = pytest.mark.slow  # peer cross-check
+
 mm_analysis = pytest.importorskip("mmengine.analysis")
 fvcore_nn = pytest.importorskip("fvcore.nn")
 

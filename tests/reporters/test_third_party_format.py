@@ -48,6 +48,8 @@ SCRIPT = """\
 import torch
 import torchtally
 
+pytestmark = pytest.mark.slow  # builds a package and runs a fresh interpreter
+
 analysis = torchtally.analyze(torch.nn.Linear(10, 10), input_shape=(10,))
 print(analysis.render("shout", prefix=">> "))
 print(analysis.render("table").splitlines()[3])

@@ -19,6 +19,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import torchtally
 
+pytestmark = pytest.mark.slow  # peer cross-check
+
 ATTENTION = "scaled_dot_product_attention"
 # B=2, H=4, L=8, E=16: Q K^T and P V, 2*4*8*8*16 multiply-adds each
 MACS = 2 * (2 * 4 * 8 * 8 * 16)

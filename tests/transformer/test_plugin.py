@@ -63,6 +63,7 @@ def test_no_handler_is_for_a_composite_op() -> None:
             assert not _is_composite(op), op
 
 
+@pytest.mark.slow
 def test_the_plugin_imports_no_transformers() -> None:
     code = """
         import sys

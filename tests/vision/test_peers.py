@@ -9,6 +9,8 @@ from torch import nn
 
 import torchtally
 
+pytestmark = pytest.mark.slow  # peer cross-check
+
 
 class Resampler(nn.Module):
     """Convolutions around nearest and bilinear upsampling and a bilinear grid_sample."""

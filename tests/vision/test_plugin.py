@@ -48,6 +48,7 @@ def test_no_handler_is_for_a_composite_op() -> None:
             assert not _is_composite(op), op
 
 
+@pytest.mark.slow
 def test_the_plugin_imports_no_torchvision_and_works_without_it() -> None:
     # One interpreter for both checks: starting one costs seconds.
     out = run_python(

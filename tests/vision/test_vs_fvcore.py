@@ -20,6 +20,8 @@ from vision.fvcore_differences import Difference, differences, installed_plugins
 
 import torchtally
 
+pytestmark = pytest.mark.slow  # peer cross-check on the reference zoo
+
 # One classifier, one detector (roi_align, nms), the 3d pooling fvcore misses.
 MMENGINE_CHECKED = {"regnet_y_400mf", "fasterrcnn_resnet50_fpn", "r3d_18"}
 

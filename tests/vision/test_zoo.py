@@ -20,6 +20,8 @@ from torchtally.ops.catalog import POINTWISE_FLOPS, REDUCTION_FLOPS
 from torchtally.ops.pooling import ADAPTIVE_MAX_POOLS, WINDOW_POOLS
 from torchtally_vision.torchvision_ops import ROI_POOLS
 
+pytestmark = pytest.mark.slow  # every reference zoo model built and analysed
+
 # Ops counted only with elementwise=True, from the catalogs that define them.
 ELEMENTWISE_ONLY = {
     *POINTWISE_FLOPS,
