@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import timm
 import torch
 import torchvision
 from torchtally_testing import TINY_LLAMA
@@ -30,6 +29,9 @@ from torchtally_cli.cli import (
     describe_inputs,
     main,
 )
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+timm = pytest.importorskip("timm")
 
 MODELS = """
 import torch

@@ -7,17 +7,21 @@ from typing import Any
 import pytest
 import torch
 import torchvision
-import transformers
 import zoo
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torchtally_testing import TINY_LLAMA
-from transformers import LlamaConfig, LlamaForCausalLM
 
 import torchtally
 import torchtally.tracer as tracer
 from torchtally.fake import FakeOutputs, reusable_returns
 from torchtally.records import Trace
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+transformers = pytest.importorskip("transformers")
+_transformers = pytest.importorskip("transformers")
+LlamaConfig = _transformers.LlamaConfig
+LlamaForCausalLM = _transformers.LlamaForCausalLM
 
 
 def traced_both_ways(

@@ -12,13 +12,15 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-import fvcore.nn as fv
 import pytest
 import torch
-from mmengine import analysis as mm
 from torch import nn
 
 import torchtally as tt
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+fv = pytest.importorskip("fvcore.nn")
+mm = pytest.importorskip("mmengine.analysis")
 
 TT_LOGGER = "torchtally"
 

@@ -12,15 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import fvcore.nn as fv
 import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from mmengine import analysis as mm
 from torch import nn
 
 import torchtally as tt
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+fv = pytest.importorskip("fvcore.nn")
+mm = pytest.importorskip("mmengine.analysis")
 
 pytestmark = pytest.mark.slow  # peer cross-check: fvcore and mmengine trace every model
 

@@ -9,9 +9,13 @@ import torch
 import torchvision
 from torch import nn
 from torchtally_testing import TINY_LLAMA
-from transformers import LlamaConfig, LlamaForCausalLM
 
 import torchtally
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+_transformers = pytest.importorskip("transformers")
+LlamaConfig = _transformers.LlamaConfig
+LlamaForCausalLM = _transformers.LlamaForCausalLM
 
 MODES = ("real", "fake", "auto")
 

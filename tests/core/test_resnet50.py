@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from mmengine.analysis import get_model_complexity_info as mmengine_complexity_info
 
 import torchtally
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+_mmengine_analysis = pytest.importorskip("mmengine.analysis")
+mmengine_complexity_info = _mmengine_analysis.get_model_complexity_info
 
 pytestmark = pytest.mark.slow  # ResNet-50 through torchtally and mmengine
 

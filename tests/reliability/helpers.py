@@ -6,10 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import torch
-from hypothesis import HealthCheck, settings
 from torch import nn
 from torch.nn.parameter import is_lazy
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+_hypothesis = pytest.importorskip("hypothesis")
+HealthCheck = _hypothesis.HealthCheck
+settings = _hypothesis.settings
 
 # Property tests: the same examples every run, no deadline (2 shared cores), modest counts.
 deterministic = settings(

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import assume
-from hypothesis import strategies as st
+import pytest
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+hypothesis = pytest.importorskip("hypothesis")
+st = pytest.importorskip("hypothesis.strategies")
+assume = hypothesis.assume
 
 
 @st.composite

@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from reliability import brute
 from reliability.helpers import deterministic as _deterministic
 from reliability.strategies import conv_cases
@@ -22,6 +20,12 @@ from vision import brute as brute_vision
 
 import torchtally
 import torchtally_vision
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+_hypothesis = pytest.importorskip("hypothesis")
+given = _hypothesis.given
+settings = _hypothesis.settings
+st = pytest.importorskip("hypothesis.strategies")
 
 
 @pytest.fixture(autouse=True, scope="module")

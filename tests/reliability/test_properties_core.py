@@ -9,16 +9,21 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import assume, given
-from hypothesis import strategies as st
 from reliability import brute
 from reliability.helpers import deterministic
 from reliability.strategies import conv_cases, pool_cases
 from torchtally_testing import Fn
 
 import torchtally
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+_hypothesis = pytest.importorskip("hypothesis")
+assume = _hypothesis.assume
+given = _hypothesis.given
+st = pytest.importorskip("hypothesis.strategies")
 
 sizes = st.integers(1, 4)
 

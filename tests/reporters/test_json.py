@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
-import jsonschema
 import pytest
 from torch import nn
 
 import torchtally
 from torchtally.analysis import JSON_SCHEMA_VERSION
 from torchtally_reporters import load_schema
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+jsonschema = pytest.importorskip("jsonschema")
 
 Case = tuple[nn.Module, torchtally.Analysis]
 

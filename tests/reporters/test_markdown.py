@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from markdown_it import MarkdownIt
 from torch import nn
 
 import torchtally
 from torchtally_reporters.markdown import code_span
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+_markdown_it = pytest.importorskip("markdown_it")
+MarkdownIt = _markdown_it.MarkdownIt
 
 Case = tuple[nn.Module, torchtally.Analysis]
 

@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-import jsonschema
 import pytest
 from torch import nn
 
 import torchtally
 from torchtally_reporters import load_schema
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+jsonschema = pytest.importorskip("jsonschema")
 
 FORWARD_FLOPS = 4 * (1 * 10 * 10)
 BACKWARD_FLOPS = 3 * (10 * 1 * 10 + 1 * 10 * 10) + 10 * 1 * 10

@@ -22,10 +22,12 @@ from typing import Any
 import pytest
 import torch
 import torchvision
-import transformers
 from torch import nn
 
 import torchtally
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+transformers = pytest.importorskip("transformers")
 
 ATTENTION = "scaled_dot_product_attention"
 B, L = 2, 16

@@ -6,13 +6,18 @@ from typing import Any
 
 import pytest
 import torch
-import transformers
 from torch import nn
-from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 import torchtally
 
 from .helpers import T, count_calls, recorded
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+transformers = pytest.importorskip("transformers")
+_transformers_models_llama_modeling_llama = pytest.importorskip(
+    "transformers.models.llama.modeling_llama"
+)
+LlamaRMSNorm = _transformers_models_llama_modeling_llama.LlamaRMSNorm
 
 aten = torch.ops.aten
 

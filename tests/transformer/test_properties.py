@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from reliability.brute import tensor, zeros
 from reliability.helpers import deterministic
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -22,6 +20,12 @@ from torchtally_testing import Fn
 
 import torchtally
 import torchtally_transformer
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+_hypothesis = pytest.importorskip("hypothesis")
+given = _hypothesis.given
+settings = _hypothesis.settings
+st = pytest.importorskip("hypothesis.strategies")
 
 
 @pytest.fixture(autouse=True, scope="module")

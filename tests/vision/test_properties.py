@@ -13,8 +13,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision.ops
-from hypothesis import assume, given
-from hypothesis import strategies as st
 from reliability.brute import tensor
 from reliability.helpers import deterministic
 from torchtally_testing import Fn
@@ -22,6 +20,12 @@ from vision import brute as bv
 
 import torchtally
 import torchtally_vision
+
+# Test-only dependencies (requirements-dev.txt): the module is skipped without them.
+_hypothesis = pytest.importorskip("hypothesis")
+assume = _hypothesis.assume
+given = _hypothesis.given
+st = pytest.importorskip("hypothesis.strategies")
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -114,15 +114,23 @@ def _is_composite(op: str) -> bool:
 
 
 # Keys whose kernel, when an op has one, runs below the tracer: the tracer then sees the op.
-_KERNEL_KEYS = ("CPU", "CUDA", "Meta", "CompositeExplicitAutograd")
+_KERNEL_KEYS = ("CPU", "CUDA", "MPS", "XPU", "Meta", "CompositeExplicitAutograd")
 
 
 def _decomposes_first(overload: str) -> bool:
-    """Only a CompositeImplicitAutograd kernel: the op decomposes above the dispatch mode."""
+    """Only a CompositeImplicitAutograd kernel: the op decomposes above the dispatch mode.
+
+    A build without CUDA has no CUDA kernels registered, so an op with a CUDA kernel and a
+    decomposition elsewhere (``aten::_fused_rms_norm``) looks composite there. An op with an
+    autograd formula of its own may be such an op, so without CUDA it is given the benefit of
+    the doubt: a plugin that counts it on GPUs still loads on a CPU-only build.
+    """
     has = torch._C._dispatch_has_kernel_for_dispatch_key
-    return has(overload, "CompositeImplicitAutograd") and not any(
-        has(overload, key) for key in _KERNEL_KEYS
-    )
+    if not has(overload, "CompositeImplicitAutograd"):
+        return False
+    if any(has(overload, key) for key in _KERNEL_KEYS):
+        return False
+    return torch.backends.cuda.is_built() or not has(overload, "Autograd")
 
 
 def with_options(handler: Callable[..., Any]) -> Callable[[Any, CountOptions], Any]:
