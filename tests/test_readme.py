@@ -68,6 +68,7 @@ def test_the_readme_has_checked_examples() -> None:
     assert sum(len(checks(block)) for block in blocks) >= 25
 
 
+@pytest.mark.slow
 def test_readme_examples_give_what_they_say(capsys: pytest.CaptureFixture[str]) -> None:
     namespace: dict[str, Any] = {}
     exec("import torch\nfrom torch import nn", namespace)

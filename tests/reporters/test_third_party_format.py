@@ -12,6 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # builds a package and runs a fresh interpreter
+
 PYPROJECT = """\
 [build-system]
 requires = ["hatchling"]
@@ -47,8 +51,6 @@ def torchtally_reporters():
 SCRIPT = """\
 import torch
 import torchtally
-
-pytestmark = pytest.mark.slow  # builds a package and runs a fresh interpreter
 
 analysis = torchtally.analyze(torch.nn.Linear(10, 10), input_shape=(10,))
 print(analysis.render("shout", prefix=">> "))

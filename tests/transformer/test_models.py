@@ -428,6 +428,7 @@ def fvcore_counts(name: str) -> tuple[dict[str, int], dict[str, int]]:
         return dict(peer.by_operator()), dict(peer.unsupported_ops())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_flops_per_operator_match_the_formulas(name: str) -> None:
     analysis = ours(name)

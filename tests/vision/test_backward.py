@@ -208,6 +208,7 @@ def test_deform_conv2d_backward(
 # -- whole models in training mode ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mask_rcnn_training_backward_counts_roi_align_like_the_forward() -> None:
     torch.manual_seed(0)
     model = detection.maskrcnn_resnet50_fpn(
@@ -245,6 +246,7 @@ def test_mask_rcnn_training_backward_counts_roi_align_like_the_forward() -> None
     assert backward["upsample_nearest2d"] == forward["upsample_nearest2d"] - 96 * 96
 
 
+@pytest.mark.slow
 def test_deeplabv3_training_backward_upsampling() -> None:
     torch.manual_seed(0)
     model = segmentation.deeplabv3_mobilenet_v3_large(
