@@ -55,6 +55,7 @@ examples:
       --seq-len 2048 --generate 128
   torchtally mypackage.models:build_model --shape 3,64,64 --output report.json
   torchtally ./model.py:make --set width=64 --shape 10,
+  torchtally configs/resnet/resnet50_8xb32_in1k.py --shape 224
   torchtally plugins
 
 model sources:
@@ -65,6 +66,9 @@ model sources:
                            (config.json file or configuration class name) and --set
   package.module:factory   any callable returning an nn.Module or a (module, inputs) pair;
   path/to/file.py:factory  the current folder is importable
+  CONFIG.py                an OpenMMLab config file (.py, .json, .yaml) read by mmengine, with
+                           --cfg-options (needs the source plugin torchtally-openmmlab)
+  'torchtally plugins' lists the sources installed plugins add
 
 exit codes:
   0 success, 2 bad arguments, 3 the model could not be built, 4 the model raised while
@@ -97,8 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "model",
-        help="torchvision:NAME, timm:NAME, transformers:CLASS, package.module:factory or "
-        "path/to/file.py:factory; 'torchtally plugins' lists the installed plugins",
+        help="torchvision:NAME, timm:NAME, transformers:CLASS, package.module:factory, "
+        "path/to/file.py:factory, or what a source plugin reads (an OpenMMLab CONFIG.py); "
+        "'torchtally plugins' lists the installed plugins",
     )
     parser.add_argument("--version", action="version", version=f"torchtally {__version__}")
     model = parser.add_argument_group("model")
@@ -116,6 +121,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="configuration values (transformers) or builder keyword arguments (others), "
         "values read as JSON: --set num_hidden_layers=2 hidden_act=gelu",
+    )
+    model.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config files only (OpenMMLab): override config values as mmengine's tools do, "
+        "e.g. --cfg-options model.backbone.depth=101 'model.backbone.out_indices=(2,3)'",
     )
     model.add_argument(
         "--train", action="store_true", help="analyse in training mode (default: eval)"
@@ -271,6 +285,7 @@ def _load(args: argparse.Namespace, device: torch.device | None) -> LoadedModel:
             args.model,
             config=args.config,
             settings=settings,
+            cfg_options=args.cfg_options,
             device=build_device,
             dtype=_dtype(args.dtype),
         )

@@ -10,6 +10,10 @@ A source names a model and where it comes from:
 - ``package.module:factory`` or ``path/to/file.py:factory``: anything callable that returns an
   ``nn.Module``, or a ``(module, inputs)`` pair.
 
+These are the built-in `ModelSource` objects. Plugins add others through the ``torchtally_sources``
+hook (torchtally-openmmlab reads OpenMMLab config files); `model_sources` lists them all and
+`find_source` picks the one for a MODEL text.
+
 Nothing is downloaded. `load_model` builds the model (on the meta device when asked, so that a
 70B configuration takes no memory); `example_inputs` makes random inputs for it from a shape, a
 sequence length and a batch size.
@@ -25,12 +29,14 @@ import inspect
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from torchtally.plugins import get_plugin_manager, hook_results, hookimpl, report_plugin_problem
 
 NAMED_SOURCES = ("torchvision", "timm", "transformers")
 DEFAULT_IMAGE_SHAPE: tuple[int, ...] = (3, 224, 224)
@@ -48,9 +54,9 @@ class SourceError(Exception):
 class MissingPackageError(SourceError):
     """A source needs a package that is not installed; the message has the pip command."""
 
-    def __init__(self, package: str, needed_for: str) -> None:
+    def __init__(self, package: str, needed_for: str, pip: str | None = None) -> None:
         self.package = package
-        self.pip = f"pip install {PIP_NAMES.get(package, package)}"
+        self.pip = pip or f"pip install {PIP_NAMES.get(package, package)}"
         super().__init__(f"{needed_for} needs {package}, which is not installed: {self.pip}")
 
 
@@ -68,6 +74,11 @@ class LoadedModel:
     names), or ``"generic"`` (one tensor per shape, or token ids). `default_shape` is the input
     shape without the batch when none is given. `inputs` are inputs the factory returned with the
     model, used when no shape or sequence length is asked for.
+
+    A plugin's source that makes its own inputs sets `make_inputs`, which `example_inputs` then
+    calls with the same keywords (``shape`` words or None, ``seq_len``, ``batch``, ``dtype``,
+    ``device``); `describe_inputs` gives the ``Input shape:`` text of the summary block for them
+    (default: the shapes of the tensors, batch included).
     """
 
     model: nn.Module
@@ -76,6 +87,49 @@ class LoadedModel:
     task: str = "generic"
     default_shape: tuple[int, ...] = DEFAULT_IMAGE_SHAPE
     inputs: Any = None
+    make_inputs: Callable[..., Any] | None = None
+    describe_inputs: Callable[[Any], str] | None = None
+
+
+@dataclass(frozen=True)
+class SourceRequest:
+    """What `load_model` passes a source: the MODEL text and the options given for it.
+
+    `settings` are ``--set NAME=VALUE`` values read as JSON; `config` is ``--config``;
+    `cfg_options` are ``--cfg-options KEY=VALUE`` words, unread (mmengine's syntax).
+    """
+
+    source: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    config: str | None = None
+    cfg_options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A kind of model the ``torchtally MODEL`` argument names; plugins provide them through the
+    ``torchtally_sources`` hook.
+
+    `prefix` claims ``PREFIX:NAME``; otherwise `matches` says which MODEL texts the source reads
+    (``CONFIG.py``, say). `load` builds the model with random weights, downloading nothing: it runs
+    inside `building_context` (``--device``, ``--dtype``), returns a `LoadedModel`, and raises
+    `SourceError`, `MissingPackageError` (with the pip command) or `InputSpecError`. `options` are
+    the options beyond ``--set`` it reads (``"config"``, ``"cfg_options"``); giving it another is
+    an error. `usage` and `description` are shown by ``torchtally --help`` and ``plugins``.
+    """
+
+    name: str
+    usage: str
+    description: str
+    load: Callable[[SourceRequest], LoadedModel]
+    prefix: str | None = None
+    matches: Callable[[str], bool] | None = None
+    options: frozenset[str] = frozenset()
+
+    def claims(self, text: str) -> bool:
+        if self.prefix is not None:
+            return text.partition(":")[0] == self.prefix
+        return self.matches is not None and bool(self.matches(text))
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -88,9 +142,22 @@ def split_source(source: str) -> tuple[str, str]:
         raise InputSpecError(
             f"cannot read the model source {source!r}: use torchvision:NAME or "
             "package.module:factory, or timm:NAME, transformers:CLASS, path/to/file.py:factory "
-            "(e.g. torchvision:resnet50)"
+            f"(e.g. torchvision:resnet50){_plugin_usages(source)}"
         )
     return where, name
+
+
+def _plugin_usages(source: str) -> str:
+    """The other forms installed plugins read, or what to install for a config file."""
+    usages = [s.usage for s in model_sources() if s.name not in BUILTIN_NAMES]
+    if usages:
+        return f", or {', '.join(usages)}"
+    if Path(source).suffix in (".py", ".json", ".yaml", ".yml"):
+        return (
+            "; an OpenMMLab config file needs the source plugin torchtally-openmmlab "
+            "(pip install packages/openmmlab from torchtally's repository)"
+        )
+    return ""
 
 
 def parse_key_values(items: Sequence[str], what: str) -> dict[str, Any]:
@@ -181,6 +248,7 @@ def load_model(
     *,
     config: str | None = None,
     settings: Mapping[str, Any] | None = None,
+    cfg_options: Sequence[str] = (),
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
 ) -> LoadedModel:
@@ -190,28 +258,84 @@ def load_model(
         configuration class name (``LlamaConfig``); default: the model class' own configuration.
     :param settings: keyword arguments of the builder (torchvision, timm, factory), or
         configuration values (transformers), e.g. ``{"num_hidden_layers": 2}``.
+    :param cfg_options: ``KEY=VALUE`` overrides of a config file, for sources that read one
+        (OpenMMLab configs: ``model.backbone.depth=101``).
     :param device: where to build; ``"meta"`` builds without allocating any memory.
     :param dtype: floating dtype of the parameters.
     """
-    where, name = split_source(source)
-    settings = dict(settings or {})
-    if config is not None and where != "transformers":
-        raise InputSpecError(f"--config is for transformers:CLASS sources, not {source}")
+    found = find_source(source)
+    request = SourceRequest(source, dict(settings or {}), config, tuple(cfg_options))
+    for option, given in (("config", config is not None), ("cfg_options", bool(cfg_options))):
+        if given and option not in found.options:
+            takers = " and ".join(s.usage for s in model_sources() if option in s.options)
+            flag = "--" + option.replace("_", "-")
+            what = f"{takers} sources" if takers else "config files (with torchtally-openmmlab)"
+            raise InputSpecError(f"{flag} is for {what}, not {source}")
     with building_context(device, dtype):
-        if where == "torchvision":
-            loaded = _torchvision(source, name, settings)
-        elif where == "timm":
-            loaded = _timm(source, name, settings)
-        elif where == "transformers":
-            loaded = _transformers(source, name, config, settings)
-        else:
-            loaded = _factory(source, where, name, settings)
+        loaded = found.load(request)
     model = loaded.model
     if device is not None:
         model = model.to(device)
     if dtype is not None:
         model = model.to(dtype)
     return replace(loaded, model=model.eval())
+
+
+def find_source(source: str) -> ModelSource:
+    """The source that reads the MODEL text `source`: the one whose prefix it starts with, else
+    the first plugin source that matches it, else ``module:factory``."""
+    sources = model_sources()
+    for candidate in sources:
+        if candidate.prefix is not None and candidate.claims(source):
+            return candidate
+    for candidate in sources:
+        if candidate.prefix is None and candidate is not FACTORY and candidate.claims(source):
+            return candidate
+    split_source(source)  # raises, saying what forms are read
+    return FACTORY
+
+
+BUILTIN_PLUGIN = "torchtally.sources"
+
+
+class _BuiltinSources:
+    """The plugin that provides the built-in sources, registered on first use."""
+
+    @hookimpl
+    def torchtally_sources(self) -> list[ModelSource]:
+        return list(BUILTIN_SOURCES)
+
+
+def model_sources() -> list[ModelSource]:
+    """Every installed model source: built-in ones first, then plugins' (prefixes unique)."""
+    manager = get_plugin_manager()
+    if manager.get_plugin(BUILTIN_PLUGIN) is None:
+        manager.register(_BuiltinSources(), name=BUILTIN_PLUGIN)
+    found: list[ModelSource] = []
+    owners: dict[str, str] = {}
+    results = hook_results("torchtally_sources")
+    results.sort(key=lambda item: item[0] != BUILTIN_PLUGIN)
+    for plugin, provided in results:
+        items = provided if isinstance(provided, (list, tuple)) else [provided]
+        for item in items:
+            if not isinstance(item, ModelSource):
+                report_plugin_problem(
+                    plugin,
+                    f"torchtally_sources() gave {type(item).__name__}, expected "
+                    "torchtally.sources.ModelSource objects; it is not used",
+                )
+                continue
+            if item.prefix is not None and item.prefix in owners:
+                report_plugin_problem(
+                    plugin,
+                    f"its source {item.usage} claims the prefix {item.prefix!r}, which "
+                    f"{owners[item.prefix]!r} provides already; it is not used",
+                )
+                continue
+            if item.prefix is not None:
+                owners[item.prefix] = plugin
+            found.append(item)
+    return found
 
 
 def _build(source: str, builder: Callable[..., Any], **kwargs: Any) -> Any:
@@ -421,6 +545,60 @@ def _import_failed(where: str, error: Exception) -> SourceError:
     return SourceError(f"importing {where} failed: {type(error).__name__}: {error}")
 
 
+def _named(load: Callable[[str, str, dict[str, Any]], LoadedModel]) -> Callable[..., LoadedModel]:
+    def loader(request: SourceRequest) -> LoadedModel:
+        return load(request.source, split_source(request.source)[1], dict(request.settings))
+
+    return loader
+
+
+def _load_transformers(request: SourceRequest) -> LoadedModel:
+    _, name = split_source(request.source)
+    return _transformers(request.source, name, request.config, dict(request.settings))
+
+
+def _load_factory(request: SourceRequest) -> LoadedModel:
+    where, name = split_source(request.source)
+    return _factory(request.source, where, name, dict(request.settings))
+
+
+FACTORY = ModelSource(
+    "factory",
+    "package.module:factory",
+    "any callable returning an nn.Module or a (module, inputs) pair; also "
+    "path/to/file.py:factory (the current folder is importable)",
+    _load_factory,
+)
+BUILTIN_SOURCES = (
+    ModelSource(
+        "torchvision",
+        "torchvision:NAME",
+        "a torchvision model, random weights (detection models get a list of --batch images, "
+        "video models a clip, optical flow two frames)",
+        _named(_torchvision),
+        prefix="torchvision",
+    ),
+    ModelSource(
+        "timm",
+        "timm:NAME",
+        "a timm model, pretrained=False (needs: pip install timm)",
+        _named(_timm),
+        prefix="timm",
+    ),
+    ModelSource(
+        "transformers",
+        "transformers:CLASS",
+        "a transformers model class, random weights, configured by --config (config.json file "
+        "or configuration class name) and --set",
+        _load_transformers,
+        prefix="transformers",
+        options=frozenset({"config"}),
+    ),
+    FACTORY,
+)
+BUILTIN_NAMES = frozenset(source.name for source in BUILTIN_SOURCES)
+
+
 # --- inputs -----------------------------------------------------------------------------------
 
 
@@ -446,6 +624,10 @@ def example_inputs(
         raise InputSpecError(f"--batch must be at least 1, got {batch}")
     if seq_len is not None and seq_len < 1:
         raise InputSpecError(f"--seq-len must be at least 1, got {seq_len}")
+    if loaded.make_inputs is not None:
+        return loaded.make_inputs(
+            shape=shape, seq_len=seq_len, batch=batch, dtype=dtype, device=device
+        )
     if loaded.inputs is not None and shape is None and seq_len is None:
         if batch != 1:
             raise InputSpecError(

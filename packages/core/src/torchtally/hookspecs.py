@@ -10,7 +10,7 @@ accept fewer arguments than its spec.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -44,4 +44,17 @@ def torchtally_reporters() -> Iterable[Reporter] | None:
     :return: `torchtally.Reporter` objects. Each has a unique ``name`` (the ``--format`` value) and
         a pure ``render(analysis, options) -> str`` function: it returns text, prints nothing and
         changes nothing.
+    """
+
+
+@hookspec
+def torchtally_sources() -> Iterable[Any] | None:
+    """Model sources this plugin provides: what the ``torchtally MODEL`` argument can name.
+
+    :return: ``ModelSource`` objects (from the module that holds `load_model`, the command line's
+        ``sources``). Each claims ``PREFIX:NAME`` (its ``prefix``) or any text its ``matches``
+        accepts (a config file's suffix, say), and its ``load(request)`` builds the model with
+        random weights, downloading nothing. The built-in sources (``torchvision:``, ``timm:``,
+        ``transformers:``, ``module:factory``) are a plugin like any other; for one prefix the
+        first plugin that claims it wins, and the others are named in a warning.
     """

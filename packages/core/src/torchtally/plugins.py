@@ -198,6 +198,19 @@ def _collect(manager: pluggy.PluginManager, hook_name: str) -> list[tuple[str, A
     return results
 
 
+def hook_results(hook_name: str) -> list[tuple[str, Any]]:
+    """What each plugin's `hook_name` hook returned, as ``(plugin name, result)`` pairs, for hooks
+    whose results are checked outside this module (``torchtally_sources``). A hook that raises is
+    reported and skipped."""
+    return _collect(get_plugin_manager(), hook_name)
+
+
+def report_plugin_problem(plugin: str, problem: str) -> None:
+    """Warn (`PluginWarning`, once) that `plugin` gave something unusable, naming its
+    distribution; `plugin_failures` lists it and strict checks raise for it."""
+    _report(_failure(plugin, problem))
+
+
 def reporters() -> dict[str, Any]:
     """Every registered output format, by name: ``{name: (reporter, plugin name)}``."""
     found: dict[str, Any] = {}
@@ -229,12 +242,17 @@ def reporters() -> dict[str, Any]:
 
 
 def list_plugins() -> list[PluginInfo]:
-    """Loaded plugins, each with what it registered (handlers, ignored ops, formats)."""
+    """Loaded plugins, each with what it registered (handlers, ignored ops, formats, model
+    sources)."""
     manager = get_plugin_manager()
     handler_sets = dict(_collect(manager, "torchtally_handlers"))
     formats: dict[str, list[str]] = {}
     for name, (_, plugin) in reporters().items():
         formats.setdefault(plugin, []).append(name)
+    sources: dict[str, list[str]] = {}
+    for plugin, provided in _collect(manager, "torchtally_sources"):
+        items = provided if isinstance(provided, (list, tuple)) else [provided]
+        sources[plugin] = [str(getattr(item, "usage", item)) for item in items]
     infos = []
     for name, _plugin in sorted(manager.list_name_plugin(), key=lambda item: item[0] != CORE):
         registers: dict[str, list[str]] = {}
@@ -243,6 +261,8 @@ def list_plugins() -> list[PluginInfo]:
             registers.update(handler_set.claims())
         if name in formats:
             registers["formats"] = sorted(formats[name])
+        if sources.get(name):
+            registers["sources"] = sources[name]
         dist, version = _dists.get(name, ("torchtally-core", __version__))
         infos.append(PluginInfo(name, dist, version, registers))
     return infos
