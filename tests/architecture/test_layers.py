@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
 # Entry points, not layers: `python -m torchtally` hands over to the torchtally-cli package.
 ENTRY_POINTS = frozenset({"__main__"})
 
-PLUGIN_PACKAGES = ("ops-vision", "ops-transformer", "reporters")
+PLUGIN_PACKAGES = ("ops-vision", "ops-transformer", "reporters", "openmmlab")
 SURFACE = "torchtally.plugin"
 
 

@@ -24,7 +24,7 @@ import pytest
 from openmmlab.helpers import needs
 
 import torchtally
-from torchtally.sources import example_inputs, load_model
+from torchtally_cli.sources import example_inputs, load_model
 
 # (config, --shape, ops torchtally counts that mmengine does not)
 MMPRETRAIN = [

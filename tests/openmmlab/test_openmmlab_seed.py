@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from openmmlab.helpers import needs
 
-from torchtally.cli import main
+from torchtally_cli.cli import main
 
 SEED = Path(__file__).with_name("seed_get_flops.txt").read_text().splitlines()
 CONFIG = "resnet/resnet50_8xb32_in1k.py"

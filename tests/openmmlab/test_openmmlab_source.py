@@ -15,8 +15,8 @@ import torch
 from torchtally_testing import FakeDist, FakeEntryPoint
 
 import torchtally_reporters
-from torchtally.cli import EXIT_MISSING, EXIT_MODEL, EXIT_USAGE, main
-from torchtally.sources import FACTORY, find_source, model_sources
+from torchtally_cli.cli import EXIT_MISSING, EXIT_MODEL, EXIT_USAGE, main
+from torchtally_cli.sources import FACTORY, find_source, model_sources
 
 mmengine = pytest.importorskip("mmengine")
 

@@ -365,9 +365,11 @@ def run(argv: Sequence[str] | None = None) -> str:
     except (TypeError, ValueError) as error:
         raise CliError(str(error), EXIT_USAGE) from error
     if output_format == "table":
-        units = {
+        units: dict[str, Any] = {
             key: render_options[key] for key in ("units", "flop_unit") if key in render_options
         }
+        if loaded.describe_inputs is not None:  # the source's own words for its inputs
+            units["input_shape"] = loaded.describe_inputs(inputs)
         text = f"{render(analysis, 'summary', **units)}\n{text}"
     return _write(args, output_format, text)
 

@@ -36,7 +36,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchtally.plugins import get_plugin_manager, hook_results, hookimpl, report_plugin_problem
+from torchtally.hookspecs import hookimpl
+from torchtally.plugins import get_plugin_manager, hook_results, report_plugin_problem
 
 NAMED_SOURCES = ("torchvision", "timm", "transformers")
 DEFAULT_IMAGE_SHAPE: tuple[int, ...] = (3, 224, 224)
@@ -295,7 +296,7 @@ def find_source(source: str) -> ModelSource:
     return FACTORY
 
 
-BUILTIN_PLUGIN = "torchtally.sources"
+BUILTIN_PLUGIN = "torchtally_cli.sources"
 
 
 class _BuiltinSources:
@@ -322,7 +323,7 @@ def model_sources() -> list[ModelSource]:
                 report_plugin_problem(
                     plugin,
                     f"torchtally_sources() gave {type(item).__name__}, expected "
-                    "torchtally.sources.ModelSource objects; it is not used",
+                    "torchtally_cli.sources.ModelSource objects; it is not used",
                 )
                 continue
             if item.prefix is not None and item.prefix in owners:

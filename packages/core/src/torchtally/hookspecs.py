@@ -51,10 +51,10 @@ def torchtally_reporters() -> Iterable[Reporter] | None:
 def torchtally_sources() -> Iterable[Any] | None:
     """Model sources this plugin provides: what the ``torchtally MODEL`` argument can name.
 
-    :return: ``ModelSource`` objects (from the module that holds `load_model`, the command line's
-        ``sources``). Each claims ``PREFIX:NAME`` (its ``prefix``) or any text its ``matches``
-        accepts (a config file's suffix, say), and its ``load(request)`` builds the model with
-        random weights, downloading nothing. The built-in sources (``torchvision:``, ``timm:``,
+    :return: `torchtally_cli.sources.ModelSource` objects (the command line's package). Each
+        claims ``PREFIX:NAME`` (its ``prefix``) or any text its ``matches`` accepts (a config
+        file's suffix, say), and its ``load(request)`` builds the model with random weights,
+        downloading nothing. The built-in sources (``torchvision:``, ``timm:``,
         ``transformers:``, ``module:factory``) are a plugin like any other; for one prefix the
         first plugin that claims it wins, and the others are named in a warning.
     """

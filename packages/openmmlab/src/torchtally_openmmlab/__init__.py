@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torchtally import hookimpl
+from torchtally.plugin import hookimpl
 
 
 @hookimpl

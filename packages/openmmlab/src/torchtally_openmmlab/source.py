@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchtally.sources import (
+from torchtally_cli.sources import (
     InputSpecError,
     LoadedModel,
     MissingPackageError,

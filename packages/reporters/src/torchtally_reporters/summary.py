@@ -2,6 +2,8 @@
 
 ``Flops`` and ``Activation`` show each phase's share when the backward pass counted something
 (``Flops: 1.1K (forward 400, backward 700)``), with the same number text as the tables.
+``input_shape`` replaces the recorded inputs on the first line with a caller's own words (the
+OpenMMLab source prints get_flops' ``(3, 224, 224)``).
 """
 
 from __future__ import annotations
@@ -15,14 +17,22 @@ from torchtally.plugin import Analysis, TensorMeta
 from torchtally_reporters.options import PARAMS, parse_options
 from torchtally_reporters.stats import format_number, model_total, phases_text
 
-SUMMARY_OPTIONS: Mapping[str, Any] = {"units": "human", "flop_unit": "mac", "split_phases": None}
+SUMMARY_OPTIONS: Mapping[str, Any] = {
+    "units": "human",
+    "flop_unit": "mac",
+    "split_phases": None,
+    "input_shape": None,
+}
 RULE = "=" * 30
 LINES = (("Flops", "flops"), ("Params", PARAMS), ("Activation", "activations"))
 
 
 def render_summary(analysis: Analysis, **given: Any) -> str:
+    shown = given.pop("input_shape", None)
+    if shown is not None and not isinstance(shown, str):
+        raise TypeError(f"input_shape must be text such as '(3, 224, 224)', got {shown!r}")
     options = parse_options("summary", analysis, given, SUMMARY_OPTIONS)
-    lines = [f"Input shape: {describe_inputs(analysis.input_shapes)}"]
+    lines = [f"Input shape: {describe_inputs(analysis.input_shapes) if shown is None else shown}"]
     for label, metric in LINES:
         if metric != PARAMS and metric not in analysis.metrics:
             continue

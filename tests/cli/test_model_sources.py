@@ -14,8 +14,8 @@ from torchtally_testing import FakeDist, FakeEntryPoint
 import torchtally
 import torchtally_reporters
 from torchtally import plugins
-from torchtally.cli import main
-from torchtally.sources import (
+from torchtally_cli.cli import main
+from torchtally_cli.sources import (
     BUILTIN_PLUGIN,
     FACTORY,
     InputSpecError,
@@ -126,11 +126,11 @@ def test_options_a_source_does_not_read_are_refused(entry_points: list[FakeEntry
     [
         (
             ["zoo:NAME"],
-            "torchtally_sources\\(\\) gave str, expected torchtally.sources.ModelSource",
+            "torchtally_sources\\(\\) gave str, expected torchtally_cli.sources.ModelSource",
         ),
         (
             [ModelSource("tv", "torchvision:X", "", build_zoo, prefix="torchvision")],
-            "claims the prefix 'torchvision', which 'torchtally.sources' provides already",
+            "claims the prefix 'torchvision', which 'torchtally_cli.sources' provides already",
         ),
     ],
     ids=["wrong-type", "taken-prefix"],
