@@ -250,6 +250,9 @@ class FakeOutputs:
     def __call__(self, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         if func is _DEVICE and type(args[0]) is FakeTensor:
             return args[0].fake_device  # a fake's device is its own attribute
+        kernel = FAKE_KERNELS.get(func)
+        if kernel is not None:
+            return kernel(self.fake_mode, *args, **kwargs)
         if func in self._returns:
             returns = self._returns[func]
         else:
@@ -340,6 +343,50 @@ class FakeOutputs:
             for meta, (_, _, _, device) in zip(metas, recipe.outputs, strict=True)
         ]
         return fakes[0] if recipe.container is None else recipe.container(fakes)
+
+
+def new_fake(fake_mode: FakeTensorMode, like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """A new contiguous fake of `shape` with `like`'s dtype and device."""
+    with no_dispatch():
+        meta = torch.empty(shape, dtype=like.dtype, device="meta")
+    return FakeTensor(fake_mode, meta, like.device)
+
+
+def _ctc_loss(
+    fake_mode: FakeTensorMode,
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    input_lengths: Any,
+    target_lengths: Any,
+    *args: Any,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_ctc_loss``: the alphas' size depends on the longest target, known from a list of
+    lengths; from tensor lengths (data) the longest target the shapes allow is used."""
+    batched = log_probs.dim() == 3
+    batch = log_probs.shape[1] if batched else 1
+    if isinstance(target_lengths, (list, tuple)):
+        labels = max((int(n) for n in target_lengths), default=0)
+    else:
+        labels = targets.shape[-1] if targets.dim() == 2 else targets.numel()
+    nll = new_fake(fake_mode, log_probs, (batch,) if batched else ())
+    return nll, new_fake(fake_mode, log_probs, (batch, log_probs.shape[0], 2 * labels + 1))
+
+
+def _ctc_loss_backward(
+    fake_mode: FakeTensorMode, grad: torch.Tensor, log_probs: torch.Tensor, *args: Any, **kw: Any
+) -> torch.Tensor:
+    return new_fake(fake_mode, log_probs, tuple(log_probs.shape))
+
+
+# Fake kernels for ops fake mode cannot run (no meta kernel, or one it takes for data-dependent)
+# though their results' shapes follow from the arguments.
+FAKE_KERNELS: dict[Any, Callable[..., Any]] = {
+    torch.ops.aten._ctc_loss.default: _ctc_loss,
+    torch.ops.aten._ctc_loss.Tensor: _ctc_loss,
+    torch.ops.aten._ctc_loss_backward.default: _ctc_loss_backward,
+    torch.ops.aten._ctc_loss_backward.Tensor: _ctc_loss_backward,
+}
 
 
 def _sparse_with_stored(out: Any, args: tuple[Any, ...], fake_mode: FakeTensorMode) -> Any:

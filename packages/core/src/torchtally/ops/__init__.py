@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from torchtally.handlers import HandlerSet
 from torchtally.hookspecs import hookimpl
-from torchtally.ops import backward, conv, elementwise, fft, matmul, norm, pooling, rnn, scatter
+from torchtally.ops import (
+    backward,
+    conv,
+    ctc,
+    elementwise,
+    fft,
+    matmul,
+    norm,
+    pooling,
+    rnn,
+    scatter,
+)
 
 handlers = HandlerSet()
 # Order matters only where one op appears twice: later modules refine elementwise's generic
 # rules (pooling's aten::mean under adaptive average pooling, backward's gelu_backward).
-for module in (elementwise, matmul, conv, norm, pooling, backward, rnn, fft, scatter):
+for module in (elementwise, matmul, conv, norm, pooling, backward, rnn, fft, scatter, ctc):
     module.register(handlers)
 
 

@@ -7,7 +7,9 @@ computes statistics first: 4 per element, 5 with affine. Layer and group norm: 4
 
 from __future__ import annotations
 
-from torchtally.handlers import HandlerSet
+from typing import Any
+
+from torchtally.handlers import CountOptions, HandlerSet
 from torchtally.ops.common import no_activations
 from torchtally.records import OpCall, TensorMeta
 
@@ -41,6 +43,27 @@ def _no_update_batch_norm(call: OpCall) -> int:
     return _norm(call, training=call.arguments.get("running_mean") is None)
 
 
+def weight_norm_flops(call: OpCall, options: CountOptions) -> Any:
+    """``_weight_norm_interface`` (``weight_norm``): w = g * v / ||v||, the norm per slice along
+    `dim`. Per element of v: its square accumulated (1) and the scale (1); per slice, g / norm
+    (1): what the unfused path (``norm``, ``div``, ``mul``) costs. It normalises weights, not
+    activations, so it counts with element-wise counting, as fvcore leaves it."""
+    if not options.elementwise:
+        return NotImplemented
+    v: TensorMeta = call.arg("v")
+    g: TensorMeta = call.arg("g")
+    return 2 * v.numel + g.numel
+
+
+def weight_norm_backward_flops(call: OpCall, options: CountOptions) -> Any:
+    """grad_g = sum(grad_w * v) / ||v|| (1 per element), grad_v = (g / ||v||) * (grad_w - v *
+    grad_g / ||v||) (2 per element)."""
+    if not options.elementwise:
+        return NotImplemented
+    v: TensorMeta = call.arg("saved_v")
+    return 3 * v.numel
+
+
 def register(handlers: HandlerSet) -> None:
     handlers.add_ops(TRAINING_BATCH_NORMS, flops=_batch_norm)
     handlers.add_ops(EVAL_BATCH_NORMS, flops=lambda call: _norm(call, training=False))
@@ -56,6 +79,14 @@ def register(handlers: HandlerSet) -> None:
         + STATISTIC_NORMS
     )
     handlers.add_ops(every_norm, activations=no_activations)
+    handlers.add_ops(
+        "aten::_weight_norm_interface", flops=weight_norm_flops, activations=no_activations
+    )
+    handlers.add_ops(
+        "aten::_weight_norm_interface_backward",
+        flops=weight_norm_backward_flops,
+        activations=no_activations,
+    )
     handlers.name_functions(
         {
             "batch_norm": "batch_norm",

@@ -1,6 +1,7 @@
 """Scatter and index reductions: the aggregations of graph networks (``index_add_``,
-``scatter_add_``, ``scatter_reduce``, ``index_reduce``, ``segment_reduce``) and accumulating
-writes (``index_put_(..., accumulate=True)``, ``scatter(..., reduce="add")``).
+``scatter_add_``, ``scatter_reduce``, ``index_reduce``, ``segment_reduce``), accumulating
+writes (``index_put_(..., accumulate=True)``, ``scatter(..., reduce="add")``), bags of
+embeddings (``nn.EmbeddingBag``) and the overlap-add of ``F.fold`` (``col2im``).
 
 They are reductions, so they count with element-wise counting on, like ``sum``: one flop per
 element scattered (an add, multiply, min or max into the target), and for ``"mean"`` one more per
@@ -99,6 +100,43 @@ def _broadcast(shapes: list[tuple[int, ...]]) -> list[int]:
     return result
 
 
+EMBEDDING_BAG_MODES = {0: "sum", 1: "mean", 2: "max"}
+
+
+def embedding_bag_flops(call: OpCall, options: CountOptions) -> Any:
+    """``_embedding_bag``: each looked-up row is added (or compared, for max; multiply-added with
+    per-sample weights) into its bag: 1 per index and embedding dim; mean divides each bag once."""
+    if not options.elementwise:
+        return NotImplemented
+    weight: TensorMeta = call.arg("weight")
+    indices: TensorMeta = call.arg("indices")
+    looked_up = indices.numel * weight.shape[-1] * _ADD
+    if EMBEDDING_BAG_MODES.get(int(call.arg("mode"))) == "mean":
+        bags: TensorMeta = call.output_tensors[0]
+        return looked_up + bags.numel
+    return looked_up
+
+
+def embedding_bag_backward_flops(call: OpCall, options: CountOptions) -> Any:
+    """The bags' gradients added back into the looked-up rows: 1 per index and embedding dim
+    (the mean's scale and per-sample weights fold into that multiply-add). The per-sample
+    weights' own gradient is a dot product of two rows per index: also 1 per index and dim."""
+    if not options.elementwise:
+        return NotImplemented
+    grad: TensorMeta = call.arg("grad")
+    indices: TensorMeta = call.arg("indices")
+    return indices.numel * grad.shape[-1]
+
+
+def col2im_flops(call: OpCall, options: CountOptions) -> Any:
+    """``col2im`` (``F.fold``, and ``F.unfold``'s gradient): overlapping patches are added into
+    the image, 1 per patch element. ``im2col`` (``F.unfold``) only copies."""
+    if not options.elementwise:
+        return NotImplemented
+    columns: TensorMeta = call.arg("self")
+    return columns.numel
+
+
 INDEX_REDUCTIONS = (
     "aten::index_add",
     "aten::index_add_",
@@ -126,3 +164,12 @@ def register(handlers: HandlerSet) -> None:
     handlers.add_ops(SCATTER_REDUCTIONS, flops=scatter_reduce_flops, activations=no_activations)
     handlers.add_ops(INDEX_PUTS, flops=index_put_flops, activations=no_activations)
     handlers.add_ops("aten::segment_reduce", flops=segment_reduce_flops, activations=no_activations)
+    bags = ("aten::_embedding_bag", "aten::_embedding_bag_forward_only")
+    handlers.add_ops(bags, flops=embedding_bag_flops, activations=no_activations)
+    bag_gradients = (
+        "aten::_embedding_bag_backward",
+        "aten::_embedding_bag_dense_backward",
+        "aten::_embedding_bag_per_sample_weights_backward",
+    )
+    handlers.add_ops(bag_gradients, flops=embedding_bag_backward_flops, activations=no_activations)
+    handlers.add_ops("aten::col2im", flops=col2im_flops, activations=no_activations)
