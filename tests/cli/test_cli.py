@@ -699,3 +699,15 @@ def test_generate_needs_a_language_model(run: Run, models: str) -> None:
     code, _, err = run(f"{models}:linear", "--generate", "4")
     assert code == EXIT_USAGE
     assert "not a Hugging Face model that generates" in err
+
+
+def test_backward_of_a_language_model_compares_with_6n(run: Run, llama_json: str) -> None:
+    code, out, err = run(
+        "transformers:LlamaForCausalLM",
+        *("--config", llama_json, "--seq-len", "8", "--backward", "--units", "raw", "-q"),
+    )
+    assert code == 0, err
+    # N = 86,848 parameters: 6N is 3N = 260,544 per token in multiply-adds
+    assert "6N rule: 260544 per token" in out
+    assert "a token multiplies 80128 of the 86848 parameters" in out
+    assert "6400 in embeddings (looked up) and 320 others" in out

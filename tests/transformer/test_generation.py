@@ -436,3 +436,62 @@ def test_static_cache_filled_directly_equals_the_models_prefill() -> None:
     by_model = torchtally.generation(model("llama-gqa"), P, 5, cache_fill="model", **kwargs)
     assert direct.decode.values == by_model.decode.values
     assert direct.kv_cache_bytes == by_model.kv_cache_bytes == 2 * 2 * B * 2 * 16 * (P + 4) * 4
+
+
+# --- a training step against the 6N rule --------------------------------------------------------
+
+T_TRAIN = 16
+
+
+def test_training_step_of_llama_against_6n() -> None:
+    # per token: the matmuls 3 x (2 layers x 36,864 + the head 64 x 100) (forward, gradient of
+    # input, gradient of weight); attention 3 x 2 layers x 2 x 4 heads x 16 x 16 keys
+    step = torchtally.training_step(model("llama-gqa"), T_TRAIN, batch=B, warn_unsupported=False)
+    c = step.comparison()
+    multiplied = 2 * 36_864 + 64 * 100
+    assert c["params_multiplied_per_token"] == multiplied
+    assert c["matmul_per_token"] == 3 * multiplied
+    assert c["attention_per_token"] == 3 * 2 * 2 * 4 * 16 * T_TRAIN
+    assert c["flops_per_token"] == 3 * multiplied + 3 * 2 * 2 * 4 * 16 * T_TRAIN
+    assert c["rule_6n"] == 3 * step.params
+    assert c["rule_attention"] == 6 * 2 * 4 * 16 * T_TRAIN == c["attention_per_token"]
+    # what no token multiplies: the input embedding (100 x 64) and 5 RMSNorm scales of 64
+    assert c["embedding_params"] == 6_400
+    assert c["other_params_not_multiplied"] == 5 * 64
+    assert step.params == multiplied + 6_400 + 5 * 64
+    text = step.explain(units="raw")
+    assert f"6N rule: {3 * step.params} per token" in text
+    assert "6400 in embeddings (looked up) and 320 others" in text
+
+
+def test_training_step_of_gpt2_ties_the_head_to_the_embedding() -> None:
+    # the tied head multiplies the token embedding; only the 1024 x 64 position embedding is
+    # looked up without a multiply-add
+    step = torchtally.training_step(
+        model("gpt2-tied-head"), T_TRAIN, batch=B, warn_unsupported=False
+    )
+    assert step.embedding_params == 1024 * 64
+    c = step.comparison()
+    assert c["params_multiplied_per_token"] == 2 * (12 * 64 * 64) + 64 * 100
+    assert c["other_per_token"] > 0  # layer norms, forward and backward
+
+
+def test_training_step_of_a_mixture_of_experts_uses_active_parameters() -> None:
+    step = torchtally.training_step(model("mixtral-moe"), T_TRAIN, batch=B, warn_unsupported=False)
+    c = step.comparison()
+    assert step.active_params < step.params
+    assert c["rule_6n"] == 3 * step.active_params
+    # a token multiplies its 2 experts (of 4), the attention and router weights and the head
+    assert (
+        c["params_multiplied_per_token"]
+        == 2 * (2 * 64 * 64 + 2 * 64 * 32 + 64 * 4 + 2 * (64 * 2 * 128 + 128 * 64)) + 64 * 100
+    )
+    assert "mixture of experts" in step.explain()
+
+
+def test_training_comparison_needs_a_backward_pass() -> None:
+    analysis = torchtally.analyze(
+        model("llama-gqa"), torch.zeros(1, 4, dtype=torch.long), warn_unsupported=False
+    )
+    with pytest.raises(ValueError, match="analyse with backward=True"):
+        torchtally.training_comparison(analysis, model("llama-gqa"), 4, 4)

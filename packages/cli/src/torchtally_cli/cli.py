@@ -371,7 +371,26 @@ def run(argv: Sequence[str] | None = None) -> str:
         if loaded.describe_inputs is not None:  # the source's own words for its inputs
             units["input_shape"] = loaded.describe_inputs(inputs)
         text = f"{render(analysis, 'summary', **units)}\n{text}"
+        if args.backward:
+            text += _against_6n(loaded, inputs, analysis, render_options.get("units", "human"))
     return _write(args, output_format, text)
+
+
+def _against_6n(loaded: LoadedModel, inputs: Any, analysis: Analysis, units: str) -> str:
+    """A language model's training step: flops per token against the 6N rule, and why."""
+    from torchtally.llm import training_comparison
+
+    config = getattr(loaded.model, "config", None)
+    ids = inputs.get("input_ids") if isinstance(inputs, dict) else None
+    if (
+        loaded.task != "transformers"
+        or getattr(config, "is_encoder_decoder", False)
+        or not isinstance(ids, torch.Tensor)
+        or ids.dim() != 2
+    ):
+        return ""
+    step = training_comparison(analysis, loaded.model, ids.numel(), ids.shape[1])
+    return "\n" + step.explain(units=units)
 
 
 def _write(args: argparse.Namespace, output_format: str, text: str) -> str:

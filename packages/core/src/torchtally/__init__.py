@@ -17,7 +17,15 @@ from torchtally.counting import HandlerError, HandlerWarning
 from torchtally.formats import render, save
 from torchtally.handlers import CompositeOpError, CountOptions, HandlerSet
 from torchtally.hookspecs import hookimpl
-from torchtally.llm import Generation, Tally, active_parameters, generation
+from torchtally.llm import (
+    Generation,
+    Tally,
+    TrainingStep,
+    active_parameters,
+    generation,
+    training_comparison,
+    training_step,
+)
 from torchtally.params import parameter_count, parameter_shapes
 from torchtally.plugins import (
     PluginError,
@@ -56,6 +64,7 @@ __all__ = [
     "TensorMeta",
     "Trace",
     "TraceError",
+    "TrainingStep",
     "UnknownFormatError",
     "__version__",
     "activation_count",
@@ -77,5 +86,7 @@ __all__ = [
     "render",
     "save",
     "trace",
+    "training_comparison",
+    "training_step",
     "unregister_handler",
 ]

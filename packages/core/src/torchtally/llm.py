@@ -986,3 +986,199 @@ def _breakpoints(model: nn.Module, base: int, last: int) -> list[int]:
             if len(starts) > _MAX_BREAKPOINTS:
                 break
     return sorted(starts)
+
+
+# --- a training step against the 6N rule --------------------------------------------------------
+
+# Operators whose count is a weight's elements times the tokens (matmuls of every kind).
+MATMUL_OPERATORS = frozenset(
+    {
+        "linear",
+        "addmm",
+        "mm",
+        "bmm",
+        "baddbmm",
+        "addbmm",
+        "matmul",
+        "einsum",
+        "mv",
+        "addmv",
+        "conv",
+        "_grouped_mm",
+        "_scaled_grouped_mm",
+    }
+)
+ATTENTION_OPERATOR = "scaled_dot_product_attention"
+
+
+@dataclass(frozen=True)
+class TrainingStep:
+    """A training step of a language model (forward and backward over `tokens` tokens) against
+    the rule of thumb that it costs 6N FLOPs per token (2 per multiply-add, so 3N in torchtally's
+    unit: N forward, 2N backward), and PaLM's attention term ``12 * L * H * Q * T`` FLOPs (6 in
+    torchtally's unit) for L layers of H heads of size Q over T tokens.
+
+    `analysis` is the counted step (``backward=True``). The counted flops split into matmuls,
+    attention and the rest; the matmuls are 3x the parameters a token multiplies, which is N less
+    what no multiply-add uses: embedding lookups, norm scales, biases (element-wise), and the
+    routed experts a token skips."""
+
+    analysis: Analysis
+    tokens: int
+    seq_len: int
+    params: int
+    active_params: int
+    embedding_params: int  # looked up only (an embedding not tied to a matmul's weight)
+    layers: int | None
+    heads: int | None
+    head_dim: int | None
+
+    def _split(self) -> dict[str, int]:
+        parts = {"matmul": 0, "attention": 0, "other": 0}
+        for op, value in self.analysis.by_operator().items():
+            if op in MATMUL_OPERATORS:
+                parts["matmul"] += value
+            elif op == ATTENTION_OPERATOR:
+                parts["attention"] += value
+            else:
+                parts["other"] += value
+        return parts
+
+    def comparison(self) -> dict[str, float]:
+        """Per token, in torchtally's unit (one multiply-add is one flop)."""
+        parts = self._split()
+        forward_matmul = sum(
+            v
+            for op, v in self.analysis.by_operator(phase="forward").items()
+            if op in MATMUL_OPERATORS
+        )
+        multiplied = forward_matmul / self.tokens
+        rule = 3 * self.active_params
+        attention_rule = (
+            6 * self.layers * self.heads * self.head_dim * self.seq_len
+            if self.layers and self.heads and self.head_dim
+            else None
+        )
+        result: dict[str, float] = {
+            "flops_per_token": self.analysis.total() / self.tokens,
+            "forward_per_token": self.analysis.total(phase="forward") / self.tokens,
+            "backward_per_token": self.analysis.total(phase="backward") / self.tokens,
+            "rule_6n": rule,
+            "matmul_per_token": parts["matmul"] / self.tokens,
+            "attention_per_token": parts["attention"] / self.tokens,
+            "other_per_token": parts["other"] / self.tokens,
+            "params_multiplied_per_token": multiplied,
+            "embedding_params": self.embedding_params,
+            "other_params_not_multiplied": self.active_params - self.embedding_params - multiplied,
+        }
+        if attention_rule is not None:
+            result["rule_attention"] = attention_rule
+            result["rule_6n_with_attention"] = rule + attention_rule
+        return result
+
+    def explain(self, units: str = "human") -> str:
+        """The comparison in words: what was counted, the rule, and each reason they differ."""
+        fmt = _formatter(units)
+        c = self.comparison()
+        routed = self.active_params != self.params
+        n_name = "active parameters" if routed else "parameters"
+        lines = [
+            f"Training step, {self.tokens} tokens: {fmt(c['flops_per_token'])} flops per token "
+            f"(forward {fmt(c['forward_per_token'])}, backward {fmt(c['backward_per_token'])}; "
+            "one multiply-add is one flop)",
+            f"6N rule: {fmt(c['rule_6n'])} per token (6N FLOPs at 2 per multiply-add is 3N; "
+            f"N = {fmt(self.active_params)} {n_name})",
+        ]
+        if "rule_attention" in c:
+            lines.append(
+                f"6N + attention (PaLM's 12*L*H*Q*T FLOPs, 6*L*H*Q*T here, L={self.layers} "
+                f"H={self.heads} Q={self.head_dim} T={self.seq_len}): "
+                f"{fmt(c['rule_6n_with_attention'])} per token"
+            )
+        lines.append("Why the count differs from 6N:")
+        lines.append(
+            f"- matmuls {fmt(c['matmul_per_token'])} per token: each weight a token multiplies "
+            f"costs 3 (forward, and the gradients of input and weight); a token multiplies "
+            f"{fmt(c['params_multiplied_per_token'])} of the {fmt(self.active_params)} "
+            f"{n_name}. The rest do no multiply-add: {fmt(self.embedding_params)} in embeddings "
+            f"(looked up) and {fmt(c['other_params_not_multiplied'])} others (norm scales, "
+            "biases: element-wise)"
+        )
+        if routed:
+            lines.append(
+                f"- mixture of experts: N is the {fmt(self.active_params)} parameters a token runs "
+                f"through, of {fmt(self.params)} (the routed experts it skips do nothing)"
+            )
+        if c["attention_per_token"]:
+            lines.append(
+                f"- attention {fmt(c['attention_per_token'])} per token, which 6N leaves out: "
+                f"Q K^T and P V over all {self.seq_len} keys of every query (the full square, as "
+                "in PaLM's term; a causal flash kernel computes about half of it)"
+            )
+        if c["other_per_token"]:
+            lines.append(
+                f"- other counted ops {fmt(c['other_per_token'])} per token (norms and such; "
+                "element-wise ops only with elementwise=True)"
+            )
+        return "\n".join(lines)
+
+
+def training_step(
+    model: nn.Module, seq_len: int, batch: int = 1, *, mode: str = "auto", **options: Any
+) -> TrainingStep:
+    """Count one training step of a Hugging Face language model on `batch` sequences of
+    `seq_len` tokens (the model's own loss on its inputs as labels) and compare it with the 6N
+    rule (see `TrainingStep`). `options` go to `analyze` (``elementwise``, ``options``, ...)."""
+    _check_arguments(model, seq_len, 1, batch)
+    ids = torch.zeros(batch, seq_len, dtype=torch.long, device=_device(model))
+    inputs: dict[str, Any] = {"input_ids": ids, "labels": ids}
+    if _accepts(model, "use_cache"):
+        inputs["use_cache"] = False
+    from torchtally.api import analyze
+
+    analysis = analyze(
+        model, inputs, mode=mode, backward=True, loss_fn=lambda out: out.loss, **options
+    )
+    return training_comparison(analysis, model, batch * seq_len, seq_len)
+
+
+def training_comparison(
+    analysis: Analysis, model: nn.Module, tokens: int, seq_len: int
+) -> TrainingStep:
+    """`TrainingStep` for an analysis with a backward pass of `model` over `tokens` tokens."""
+    if "backward" not in analysis.phases:
+        raise ValueError(
+            "the 6N comparison needs a training step: analyse with backward=True (--backward)"
+        )
+    config: Any = getattr(model, "config", None)
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    heads = getattr(text, "num_attention_heads", None)
+    hidden = getattr(text, "hidden_size", None)
+    head_dim = getattr(text, "head_dim", None) or (hidden // heads if hidden and heads else None)
+    return TrainingStep(
+        analysis=analysis,
+        tokens=tokens,
+        seq_len=seq_len,
+        params=sum(p.numel() for p in model.parameters()),
+        active_params=active_parameters(model),
+        embedding_params=_embedding_only(model),
+        layers=getattr(text, "num_hidden_layers", None),
+        heads=heads,
+        head_dim=head_dim,
+    )
+
+
+def _embedding_only(model: nn.Module) -> int:
+    """Parameters of embedding modules that no linear layer shares (a tied LM head multiplies)."""
+    multiplied = {
+        id(m.weight) for m in model.modules() if isinstance(m, nn.Linear) and m.weight is not None
+    }
+    seen: set[int] = set()
+    total = 0
+    for module in model.modules():
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+            weight = module.weight
+            if id(weight) not in multiplied and id(weight) not in seen:
+                seen.add(id(weight))
+                total += weight.numel()
+    return total
