@@ -26,9 +26,9 @@ from torchtally_cli.cli import (
     EXIT_MISSING,
     EXIT_MODEL,
     EXIT_USAGE,
-    describe_inputs,
     main,
 )
+from torchtally_reporters.summary import describe_inputs
 
 # Test-only dependencies (requirements-dev.txt): the module is skipped without them.
 timm = pytest.importorskip("timm")
@@ -514,7 +514,7 @@ def test_max_depth_and_metrics(run: Run, models: str) -> None:
     assert "| module | #flops |" in out
     code, _, err = run(f"{models}:linear", "--shape", "10,", "--metrics", "latency")
     assert code == EXIT_USAGE
-    assert "'latency' not available" in err
+    assert "--metrics latency: no such metric" in err
 
 
 def test_option_a_format_does_not_take(run: Run, models: str) -> None:

@@ -1,29 +1,27 @@
-"""The ``torchtally`` command: analyse a model by name and print a report."""
+"""The ``torchtally`` command: analyse a model by name and print a report.
+
+Nothing heavy is imported before the arguments are read (torch takes seconds to import), so
+``--help``, ``--version`` and argument errors answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import itertools
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from torchtally import Analysis, UnknownFormatError, render
-from torchtally.formats import find_reporter, format_for_path
-from torchtally_cli.sources import (
-    InputSpecError,
-    LoadedModel,
-    MissingPackageError,
-    SourceError,
-    example_inputs,
-    load_model,
-    parse_key_values,
-)
-from torchtally_reporters.summary import describe_inputs
+    from torchtally import Analysis, Diff, Sweep
+    from torchtally_cli.sources import LoadedModel
 
 EXIT_USAGE = 2  # bad arguments: malformed source, bad shape, unknown format or option
 EXIT_MODEL = 3  # the model could not be built: unknown name or class, bad config, builder raised
@@ -32,13 +30,18 @@ EXIT_MISSING = 5  # a package the source needs is not installed (the message has
 EXIT_INTERRUPTED = 130
 
 MODES = ("auto", "real", "fake", "meta")
-DTYPES = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float64": torch.float64,
-}
-# The format `--output FILE` writes when --format is not given, by the file's suffix.
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+# What --shape, --seq-len and --batch sweep over, by their names in a sweep's rows.
+SWEPT = {"shape": "--shape", "seq_len": "--seq-len", "batch": "--batch"}
+# Python's words in messages from the library, and the command line's for the same thing.
+CLI_WORDS = (
+    (re.compile(r"\bpass (?=mode=|elementwise=|backward=)"), "use "),
+    (re.compile(r"\bmode='(\w+)'"), r"--mode \1"),
+    (re.compile(r"\(or 'auto'"), "(or --mode auto"),
+    (re.compile(r"\belementwise=True\b"), "--elementwise"),
+    (re.compile(r"\bbackward=True\b"), "--backward"),
+    (re.compile(r"\banalyze\(\.\.\., --backward\)"), "--backward"),
+)
 EXAMPLES = """\
 examples:
   torchtally torchvision:resnet50 --shape 3 224 224
@@ -56,6 +59,11 @@ examples:
   torchtally mypackage.models:build_model --shape 3,64,64 --output report.json
   torchtally ./model.py:make --set width=64 --shape 10,
   torchtally configs/resnet/resnet50_8xb32_in1k.py --shape 224
+  torchtally torchvision:resnet50 -o resnet50.html          (the HTML report; .csv, .json, .md)
+  torchtally transformers:GPT2LMHeadModel --seq-len 128 512 2048 --mode meta   (a sweep)
+  torchtally torchvision:resnet50 --shape 224 --shape 320 --shape 448          (a sweep)
+  torchtally diff torchvision:resnet18 torchvision:resnet34
+  torchtally diff before.json after.json --format markdown
   torchtally plugins
 
 model sources:
@@ -89,23 +97,62 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{message} (see torchtally --help)", EXIT_USAGE)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from torchtally import __version__
+def version() -> str:
+    """torchtally-core's version, read without importing it (and torch)."""
+    from importlib import metadata
 
+    try:
+        return metadata.version("torchtally-core")
+    except metadata.PackageNotFoundError:  # run from a source tree
+        from torchtally_cli import __version__
+
+        return __version__
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="torchtally",
         description="Count the parameters, FLOPs and activations of a PyTorch model, per module "
-        "and per operator.",
+        "and per operator. 'torchtally diff A B' compares two models or reports; "
+        "'torchtally plugins' lists the installed plugins.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "model",
         help="torchvision:NAME, timm:NAME, transformers:CLASS, package.module:factory, "
-        "path/to/file.py:factory, or what a source plugin reads (an OpenMMLab CONFIG.py); "
-        "'torchtally plugins' lists the installed plugins",
+        "path/to/file.py:factory, or what a source plugin reads (an OpenMMLab CONFIG.py)",
     )
-    parser.add_argument("--version", action="version", version=f"torchtally {__version__}")
+    parser.add_argument("--version", action="version", version=f"torchtally {version()}")
+    _add_model_options(parser)
+    _add_input_options(parser, sweep=True)
+    _add_analysis_options(parser, generate=True)
+    _add_output_options(parser)
+    return parser
+
+
+def _diff_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="torchtally diff",
+        description="Compare two models (or JSON reports written with --format json) per module "
+        "and per operator: both sides and the change in every metric. Modules are matched by "
+        "name; one that exists on one side only is shown as such. Model options apply to both.",
+        epilog="examples:\n  torchtally diff torchvision:resnet18 torchvision:resnet34\n"
+        "  torchtally diff before.json after.json --format markdown --max-depth 2\n"
+        "  torchtally diff transformers:LlamaForCausalLM llama.json --config LlamaConfig "
+        "--set num_hidden_layers=2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("a", metavar="A", help="the baseline: a model source or a .json report")
+    parser.add_argument("b", metavar="B", help="the other side: a model source or a .json report")
+    _add_model_options(parser)
+    _add_input_options(parser, sweep=False)
+    _add_analysis_options(parser)
+    _add_output_options(parser, diff=True)
+    return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument(
         "--config",
@@ -132,29 +179,48 @@ def _parser() -> argparse.ArgumentParser:
         "e.g. --cfg-options model.backbone.depth=101 'model.backbone.out_indices=(2,3)'",
     )
     model.add_argument(
+        "--set-unknown",
+        action="store_true",
+        help="accept --set names the transformers configuration does not know (they are "
+        "refused by default, with the close matches)",
+    )
+    model.add_argument(
         "--train", action="store_true", help="analyse in training mode (default: eval)"
     )
+
+
+def _add_input_options(parser: argparse.ArgumentParser, sweep: bool) -> None:
     inputs = parser.add_argument_group("inputs")
+    several = " Give several values (or --shape several times) for a sweep: one row per value."
     inputs.add_argument(
         "--shape",
         nargs="+",
+        action="append" if sweep else "store",
         metavar="N",
         help="input shape without the batch: '3 224 224'; '224' means 3x224x224 and '224 256' "
         "3x224x256 (mmpretrain's forms); with commas, one input per word: '3,64,64 10,' "
-        "(default: the model's, 3 224 224 for images)",
+        "(default: the model's, 3 224 224 for images)." + (several if sweep else ""),
     )
     inputs.add_argument(
         "--seq-len",
         type=int,
+        nargs="+" if sweep else None,
         metavar="N",
         help="tokens per sequence for text models (decoder tokens too for encoder-decoder "
         "models; default 128)",
     )
-    inputs.add_argument("--batch", type=int, default=1, metavar="N", help="batch size (default 1)")
     inputs.add_argument(
-        "--dtype", choices=list(DTYPES), help="floating dtype of the model and inputs"
+        "--batch",
+        type=int,
+        nargs="+" if sweep else None,
+        metavar="N",
+        help="batch size (default 1)",
     )
+    inputs.add_argument("--dtype", choices=DTYPES, help="floating dtype of the model and inputs")
     inputs.add_argument("--device", help="device to build and run on: cpu, cuda, cuda:1, ...")
+
+
+def _add_analysis_options(parser: argparse.ArgumentParser, generate: bool = False) -> None:
     analysis = parser.add_argument_group("analysis")
     analysis.add_argument(
         "--mode",
@@ -169,25 +235,31 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run the backward pass (of the sum of the outputs) and count it separately",
     )
-    analysis.add_argument(
-        "--generate",
-        type=int,
-        metavar="N",
-        help="language models: count generating N new tokens after a --seq-len prompt as "
-        "Hugging Face generate runs it (the prefill, then N - 1 decode steps through the KV "
-        "cache); prints the prefill, decode and per-token figures (formats table and json)",
-    )
+    if generate:
+        analysis.add_argument(
+            "--generate",
+            type=int,
+            metavar="N",
+            help="language models: count generating N new tokens after a --seq-len prompt as "
+            "Hugging Face generate runs it (the prefill, then N - 1 decode steps through the KV "
+            "cache); prints the prefill, decode and per-token figures (formats table and json)",
+        )
     analysis.add_argument(
         "--elementwise",
         action="store_true",
         help="also count element-wise ops and reductions (totals then differ from fvcore)",
     )
+
+
+def _add_output_options(parser: argparse.ArgumentParser, diff: bool = False) -> None:
     output = parser.add_argument_group("output")
-    output.add_argument(
-        "--format",
-        help="output format: table (default), arch, json, markdown, parameters, operators, csv, "
-        "or a plugin's",
+    formats = (
+        "table (default), markdown, csv, json or html"
+        if diff
+        else "table (default), arch, json, markdown, parameters, operators, csv, html, or a "
+        "plugin's"
     )
+    output.add_argument("--format", help=f"output format: {formats}")
     output.add_argument(
         "--max-depth", type=int, metavar="N", help="module levels shown (table default 3)"
     )
@@ -208,13 +280,12 @@ def _parser() -> argparse.ArgumentParser:
         "--output",
         type=Path,
         metavar="FILE",
-        help="write the report to FILE (format from its suffix when --format is not given: "
-        ".json json, .md markdown, else table)",
+        help="write the report to FILE (format from its suffix, in any case, when --format is "
+        "not given: .json, .md markdown, .csv, .html, else table)",
     )
     output.add_argument(
         "-q", "--quiet", action="store_true", help="do not list unsupported ops on stderr"
     )
-    return parser
 
 
 def _plugins_parser() -> argparse.ArgumentParser:
@@ -245,11 +316,32 @@ def list_plugins_text(show_all: bool = False) -> str:
     return "\n".join(lines)
 
 
+def cli_words(text: str) -> str:
+    """`text` with the Python API's words for options (``mode='real'``, ``elementwise=True``)
+    replaced by the command line's (``--mode real``, ``--elementwise``)."""
+    for pattern, replacement in CLI_WORDS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class _CliWords(logging.Filter):
+    """Puts the library's warnings in the command line's words."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = cli_words(record.getMessage()), None
+        return True
+
+
 def _dtype(name: str | None) -> torch.dtype | None:
-    return DTYPES[name] if name else None
+    import torch
+
+    dtype: torch.dtype | None = getattr(torch, name) if name else None
+    return dtype
 
 
 def _device(text: str | None) -> torch.device | None:
+    import torch
+
     if text is None:
         return None
     try:
@@ -262,6 +354,8 @@ def _device(text: str | None) -> torch.device | None:
 
 
 def _output_format(args: argparse.Namespace) -> str:
+    from torchtally.formats import format_for_path
+
     if args.format:
         return str(args.format)
     if args.output is not None:
@@ -269,25 +363,61 @@ def _output_format(args: argparse.Namespace) -> str:
     return "table"
 
 
-def _check_format(name: str) -> None:
-    """Fail before the model is built if no installed reporter has the format `name`."""
+def _check_format(name: str, kind: str | None = None) -> None:
+    """Fail before any model is built if no installed reporter has the format `name` (or it
+    cannot show a `kind` of comparison)."""
+    from torchtally import UnknownFormatError
+    from torchtally.formats import comparison_formats, find_reporter
+
     try:
-        find_reporter(name)
+        reporter, _ = find_reporter(name)
     except UnknownFormatError as error:
         raise CliError(str(error), EXIT_USAGE if error.installed else EXIT_MISSING) from None
+    if kind is not None and getattr(reporter, f"render_{kind}") is None:
+        able = ", ".join(comparison_formats(kind))
+        what = "a comparison" if kind == "diff" else "a sweep"
+        raise CliError(f"--format {name} cannot show {what}; formats that can: {able}", EXIT_USAGE)
 
 
-def _load(args: argparse.Namespace, device: torch.device | None) -> LoadedModel:
+def _check_metrics(names: Sequence[str] | None) -> None:
+    """Fail before anything runs if --metrics names a metric no analysis here counts."""
+    if not names:
+        return
+    from torchtally.handlers import METRICS
+
+    known = ("params", *METRICS)
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise CliError(
+                f"--metrics {name}: no such metric; {hint}this command counts {', '.join(known)}",
+                EXIT_USAGE,
+            )
+
+
+def _load(args: argparse.Namespace, source: str, device: torch.device | None) -> LoadedModel:
+    import torch
+
+    from torchtally_cli.sources import (
+        InputSpecError,
+        MissingPackageError,
+        SourceError,
+        load_model,
+        parse_key_values,
+    )
+
     try:
         settings = parse_key_values(args.set, "--set")
         build_device = torch.device("meta") if args.mode == "meta" else device
-        return load_model(
-            args.model,
+        loaded = load_model(
+            source,
             config=args.config,
             settings=settings,
             cfg_options=args.cfg_options,
             device=build_device,
             dtype=_dtype(args.dtype),
+            unknown_settings=args.set_unknown,
         )
     except MissingPackageError as error:
         raise CliError(str(error), EXIT_MISSING) from error
@@ -295,17 +425,28 @@ def _load(args: argparse.Namespace, device: torch.device | None) -> LoadedModel:
         raise CliError(str(error), EXIT_USAGE) from error
     except SourceError as error:
         raise CliError(str(error), EXIT_MODEL) from error
+    loaded.model.train(args.train)
+    return loaded
 
 
-def _inputs(args: argparse.Namespace, loaded: LoadedModel, device: torch.device | None) -> Any:
+def _inputs(
+    args: argparse.Namespace,
+    loaded: LoadedModel,
+    device: torch.device | None,
+    point: dict[str, Any],
+) -> Any:
+    import torch
+
+    from torchtally_cli.sources import InputSpecError, example_inputs
+
     if args.mode == "meta":  # the model is on the meta device; its inputs are ordinary tensors
         device = device or torch.device("cpu")
     try:
         return example_inputs(
             loaded,
-            shape=args.shape,
-            seq_len=args.seq_len,
-            batch=args.batch,
+            shape=point["shape"],
+            seq_len=point["seq_len"],
+            batch=1 if point["batch"] is None else point["batch"],
             dtype=_dtype(args.dtype),
             device=device,
         )
@@ -313,8 +454,11 @@ def _inputs(args: argparse.Namespace, loaded: LoadedModel, device: torch.device 
         raise CliError(str(error), EXIT_USAGE) from error
 
 
-def _analyze(args: argparse.Namespace, loaded: LoadedModel, inputs: Any) -> Analysis:
+def _analyze(
+    args: argparse.Namespace, loaded: LoadedModel, inputs: Any, point: dict[str, Any]
+) -> Analysis:
     from torchtally.api import analyze
+    from torchtally_reporters.summary import describe_inputs
 
     options: dict[str, Any] = {"elementwise": args.elementwise, "warn_unsupported": not args.quiet}
     # Only what differs from analyze's defaults, so the defaults stay analyze's own.
@@ -322,13 +466,15 @@ def _analyze(args: argparse.Namespace, loaded: LoadedModel, inputs: Any) -> Anal
         options["mode"] = args.mode
     if args.backward:
         options["backward"] = True
-    made = "" if loaded.inputs is not None and not (args.shape or args.seq_len) else " (inputs"
+    given = point["shape"] or point["seq_len"]
+    made = "" if loaded.inputs is not None and not given else " (inputs"
     hint = f"{made}: {describe_inputs(inputs)}; set them with --shape or --seq-len)" if made else ""
     try:
         return analyze(loaded.model, inputs, **options)
     except Exception as error:
         raise CliError(
-            f"analysing {args.model} failed: {type(error).__name__}: {error}{hint}", EXIT_ANALYSIS
+            cli_words(f"analysing {loaded.source} failed: {type(error).__name__}: {error}{hint}"),
+            EXIT_ANALYSIS,
         ) from error
 
 
@@ -342,29 +488,71 @@ def _render_options(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in given.items() if value is not None}
 
 
+def _points(args: argparse.Namespace) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+    """What varies (``seq_len``, ...) and every combination of the values given: one point, with
+    nothing varying, when each option has one value or none."""
+    values: dict[str, list[Any]] = {
+        "shape": args.shape or [None],
+        "seq_len": args.seq_len or [None],
+        "batch": args.batch or [None],
+    }
+    varying = tuple(name for name, given in values.items() if len(given) > 1)
+    points = [
+        dict(zip(values, combination, strict=True))
+        for combination in itertools.product(*values.values())
+    ]
+    return varying, points
+
+
+def _write(args: argparse.Namespace, text: str, what: str) -> str:
+    if args.output is None:
+        return text
+    try:
+        args.output.write_text(text + "\n", encoding="utf-8")
+    except OSError as error:
+        raise CliError(f"cannot write {args.output}: {error}", EXIT_USAGE) from error
+    return f"wrote {what} to {args.output}"
+
+
+def _rendered(subject: Analysis | Diff | Sweep, output_format: str, options: dict[str, Any]) -> str:
+    try:
+        return subject.render(output_format, **options)
+    except (TypeError, ValueError) as error:
+        raise CliError(cli_words(str(error)), EXIT_USAGE) from error
+
+
 def run(argv: Sequence[str] | None = None) -> str:
     """The text the command prints for `argv`; raises `CliError` with the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["plugins"]:
         return list_plugins_text(_plugins_parser().parse_args(argv[1:]).all)
+    if argv[:1] == ["diff"]:
+        return run_diff(_diff_parser().parse_args(argv[1:]))
     args = _parser().parse_args(argv)
-    if args.max_depth is not None and args.max_depth < 0:
-        raise CliError(f"--max-depth must be 0 or more, got {args.max_depth}", EXIT_USAGE)
+    _check_common(args)
+    varying, points = _points(args)
     output_format = _output_format(args)
     if args.generate is not None:
-        return _write(args, output_format, _generation(args, output_format))
-    _check_format(output_format)
+        return _write(args, _generation(args, output_format), f"{output_format} report")
+    _check_format(output_format, "sweep" if varying else None)
     device = _device(args.device)
-    loaded = _load(args, device)
-    loaded.model.train(args.train)
-    inputs = _inputs(args, loaded, device)
-    analysis = _analyze(args, loaded, inputs)
+    loaded = _load(args, args.model, device)
+    analyses = []
+    for point in points:
+        inputs = _inputs(args, loaded, device, point)
+        analyses.append(_analyze(args, loaded, inputs, point))
     render_options = _render_options(args)
-    try:
-        text = analysis.render(output_format, **render_options)
-    except (TypeError, ValueError) as error:
-        raise CliError(str(error), EXIT_USAGE) from error
+    if varying:
+        from torchtally import Sweep
+
+        sweep = Sweep(varying, tuple(tuple(p[n] for n in varying) for p in points), tuple(analyses))
+        text = _rendered(sweep, output_format, render_options)
+        return _write(args, text, f"{output_format} sweep of {len(points)} points")
+    (analysis,) = analyses
+    text = _rendered(analysis, output_format, render_options)
     if output_format == "table":
+        from torchtally import render
+
         units: dict[str, Any] = {
             key: render_options[key] for key in ("units", "flop_unit") if key in render_options
         }
@@ -373,11 +561,13 @@ def run(argv: Sequence[str] | None = None) -> str:
         text = f"{render(analysis, 'summary', **units)}\n{text}"
         if args.backward:
             text += _against_6n(loaded, inputs, analysis, render_options.get("units", "human"))
-    return _write(args, output_format, text)
+    return _write(args, text, f"{output_format} report")
 
 
 def _against_6n(loaded: LoadedModel, inputs: Any, analysis: Analysis, units: str) -> str:
     """A language model's training step: flops per token against the 6N rule, and why."""
+    import torch
+
     from torchtally.llm import training_comparison
 
     config = getattr(loaded.model, "config", None)
@@ -393,15 +583,36 @@ def _against_6n(loaded: LoadedModel, inputs: Any, analysis: Analysis, units: str
     return "\n" + step.explain(units=units)
 
 
-def _write(args: argparse.Namespace, output_format: str, text: str) -> str:
-    """`text`, or, with --output, the line saying where it was written."""
-    if args.output is not None:
-        try:
-            args.output.write_text(text + "\n", encoding="utf-8")
-        except OSError as error:
-            raise CliError(f"cannot write {args.output}: {error}", EXIT_USAGE) from error
-        return f"wrote {output_format} report to {args.output}"
-    return text
+def _check_common(args: argparse.Namespace) -> None:
+    """What can be checked before anything is built or run."""
+    if args.max_depth is not None and args.max_depth < 0:
+        raise CliError(f"--max-depth must be 0 or more, got {args.max_depth}", EXIT_USAGE)
+    _check_metrics(args.metrics)
+
+
+def run_diff(args: argparse.Namespace) -> str:
+    """``torchtally diff A B``: each side a JSON report file or a model the options build."""
+    from torchtally import ReportError, diff
+
+    _check_common(args)
+    output_format = _output_format(args)
+    _check_format(output_format, "diff")
+    point = {"shape": args.shape, "seq_len": args.seq_len, "batch": args.batch}
+    sides: list[Any] = []
+    for source in (args.a, args.b):
+        if source.lower().endswith(".json") and ":" not in Path(source).name:
+            sides.append(Path(source))
+            continue
+        device = _device(args.device)
+        loaded = _load(args, source, device)
+        sides.append(_analyze(args, loaded, _inputs(args, loaded, device, point), point))
+    labels = [args.a, args.b]
+    try:
+        comparison = diff(sides[0], sides[1], labels=labels)
+    except ReportError as error:
+        raise CliError(str(error), EXIT_USAGE) from error
+    text = _rendered(comparison, output_format, _render_options(args))
+    return _write(args, text, f"{output_format} comparison")
 
 
 GENERATION_FORMATS = ("table", "json")
@@ -426,14 +637,16 @@ def _generation(args: argparse.Namespace, output_format: str) -> str:
             raise CliError(f"--generate counts inference; drop {flag}", EXIT_USAGE)
     if args.shape:
         raise CliError("--generate takes the prompt length from --seq-len, not --shape", EXIT_USAGE)
-    loaded = _load(args, _device(args.device))
-    prompt = args.seq_len or 128
+    if len(args.seq_len or ()) > 1 or len(args.batch or ()) > 1:
+        raise CliError("--generate takes one --seq-len and one --batch, not a sweep", EXIT_USAGE)
+    loaded = _load(args, args.model, _device(args.device))
+    prompt = args.seq_len[0] if args.seq_len else 128
     try:
         result = generation(
             loaded.model.eval(),
             prompt_tokens=prompt,
             new_tokens=args.generate,
-            batch=args.batch,
+            batch=args.batch[0] if args.batch else 1,
             mode=args.mode,
             elementwise=args.elementwise,
             warn_unsupported=not args.quiet,
@@ -464,6 +677,8 @@ def _generation(args: argparse.Namespace, output_format: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     if not logging.getLogger("torchtally").handlers and not logging.getLogger().handlers:
         logging.basicConfig(format="torchtally: %(message)s", level=logging.WARNING)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_CliWords())
     try:
         print(run(argv))
     except CliError as error:

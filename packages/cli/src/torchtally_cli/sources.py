@@ -104,6 +104,8 @@ class SourceRequest:
     settings: Mapping[str, Any] = field(default_factory=dict)
     config: str | None = None
     cfg_options: tuple[str, ...] = ()
+    # accept --set names the model's configuration does not know (--set-unknown)
+    unknown_settings: bool = False
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,7 @@ def load_model(
     cfg_options: Sequence[str] = (),
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
+    unknown_settings: bool = False,
 ) -> LoadedModel:
     """Build the model `source` names, with random weights.
 
@@ -263,9 +266,13 @@ def load_model(
         (OpenMMLab configs: ``model.backbone.depth=101``).
     :param device: where to build; ``"meta"`` builds without allocating any memory.
     :param dtype: floating dtype of the parameters.
+    :param unknown_settings: accept `settings` a transformers configuration does not know (by
+        default they are refused with the close matches: a typo would build the full model).
     """
     found = find_source(source)
-    request = SourceRequest(source, dict(settings or {}), config, tuple(cfg_options))
+    request = SourceRequest(
+        source, dict(settings or {}), config, tuple(cfg_options), unknown_settings
+    )
     for option, given in (("config", config is not None), ("cfg_options", bool(cfg_options))):
         if given and option not in found.options:
             takers = " and ".join(s.usage for s in model_sources() if option in s.options)
@@ -400,7 +407,11 @@ def _timm(source: str, name: str, settings: dict[str, Any]) -> LoadedModel:
 
 
 def _transformers(
-    source: str, class_name: str, config: str | None, settings: dict[str, Any]
+    source: str,
+    class_name: str,
+    config: str | None,
+    settings: dict[str, Any],
+    unknown_settings: bool = False,
 ) -> LoadedModel:
     try:
         import transformers
@@ -413,8 +424,29 @@ def _transformers(
         names = [n for n in dir(transformers) if n.endswith("Model") or "For" in n]
         raise _unknown("transformers", class_name, names, "dir(transformers)")
     configuration = _transformers_config(transformers, model_class, config, settings, auto)
+    if not unknown_settings:
+        _check_settings(configuration, settings)
     model = _build(source, builder, config=configuration)
     return LoadedModel(model, source, "transformers", "transformers", _pixel_shape(configuration))
+
+
+def _check_settings(configuration: Any, settings: Mapping[str, Any]) -> None:
+    """Refuse --set names the configuration's class does not know: transformers keeps any name
+    as an attribute, so a typo (num_hidden_layerz) would silently build the full model."""
+    try:
+        default = type(configuration)()
+    except Exception:  # a class without defaults: nothing to compare with
+        return
+    known = set(default.to_dict()) | set(getattr(default, "attribute_map", {}))
+    unknown = [key for key in settings if key not in known and not hasattr(default, key)]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise InputSpecError(
+            f"--set {key}: {type(configuration).__name__} has no setting {key!r}{hint} "
+            "(--set-unknown accepts it anyway)"
+        )
 
 
 def _transformers_config(
@@ -534,6 +566,14 @@ def _import_source_module(source: str, where: str) -> Any:
     try:
         return importlib.import_module(where)
     except ModuleNotFoundError as error:
+        prefixes = [s.prefix for s in model_sources() if s.prefix]
+        close = difflib.get_close_matches(where, prefixes, n=1, cutoff=0.7)
+        if close and error.name == where:
+            usages = ", ".join(s.usage for s in model_sources())
+            raise InputSpecError(
+                f"cannot load {source}: there is no source or module {where!r}; did you mean "
+                f"{close[0]}:{source.partition(':')[2]}? (sources: {usages})"
+            ) from error
         raise SourceError(
             f"cannot load {source}: no module named {error.name!r} (is its package installed, "
             "and the module importable from this folder?)"
@@ -555,7 +595,9 @@ def _named(load: Callable[[str, str, dict[str, Any]], LoadedModel]) -> Callable[
 
 def _load_transformers(request: SourceRequest) -> LoadedModel:
     _, name = split_source(request.source)
-    return _transformers(request.source, name, request.config, dict(request.settings))
+    return _transformers(
+        request.source, name, request.config, dict(request.settings), request.unknown_settings
+    )
 
 
 def _load_factory(request: SourceRequest) -> LoadedModel:

@@ -2,7 +2,7 @@
 
 from torchtally.analysis import Analysis
 from torchtally.api import analyze, register_handler, trace, unregister_handler
-from torchtally.compare import Diff, ReportError, diff
+from torchtally.compare import Diff, ReportError, Sweep, diff
 from torchtally.compat import (
     ActivationAnalyzer,
     ActivationCountAnalysis,
@@ -60,6 +60,7 @@ __all__ = [
     "ReportError",
     "Reporter",
     "ReporterError",
+    "Sweep",
     "Tally",
     "TensorMeta",
     "Trace",

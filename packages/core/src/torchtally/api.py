@@ -12,7 +12,7 @@ from torch.export import ExportedProgram
 
 from torchtally.analysis import Analysis
 from torchtally.artefacts import as_program
-from torchtally.fake import NEEDS_REAL_DATA, check_mode, is_meta_model
+from torchtally.fake import NEEDS_REAL_DATA, check_mode, is_meta_model, rejected_inputs
 from torchtally.handlers import METRICS, CountOptions, HandlerRegistry, HandlerSet, OpHandler
 from torchtally.inputs import build_inputs, check_not_empty
 from torchtally.plugins import handler_registry
@@ -121,6 +121,8 @@ def _trace_auto(model: nn.Module, run: Callable[..., Trace]) -> Trace:
         return run(mode="fake")
     except TraceError as error:
         op = error.failed_op or "an op"
+        if error.__cause__ is not None and rejected_inputs(error.__cause__):
+            raise  # wrong inputs: a real run would fail the same way, later
         if isinstance(error.__cause__, NEEDS_REAL_DATA):
             reason = f"{op} needs real data"
         else:  # possibly a real error, which the real run will then raise with its own message

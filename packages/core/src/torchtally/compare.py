@@ -1,9 +1,11 @@
-"""Comparing two analyses, per module and per operator, every metric: `torchtally.diff(a, b)`.
+"""Comparing analyses: two per module and operator (`torchtally.diff(a, b)`), or one per input
+size (`Sweep`, the command line's ``--seq-len 128 512 2048``).
 
-Each side is an `Analysis`, a JSON report (`to_dict()` or the ``json`` format's text, as a dict
-or a file), so a report saved last month compares with today's model. Modules are matched by
-name; a module that exists on one side only is kept, with nothing on the other side. Counts are
-compared in one flop unit (a report written with ``flop_unit="flop"`` is read back in MACs).
+In a diff, each side is an `Analysis` or a JSON report (`to_dict()` or the ``json`` format's
+text, as a dict or a file), so a report saved last month compares with today's model. Modules
+are matched by name; a module that exists on one side only is kept, with nothing on the other
+side. Counts are compared in one flop unit (a report written with ``flop_unit="flop"`` is read
+back in MACs).
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ _COUNT_KEYS = ("total", "by_module", "by_operator", "by_module_and_operator")
 
 
 # Rendering needs the plugin manager, above this module: `torchtally.formats` hands over its
-# function when it is imported, as it does for `Analysis.render`.
+# function when it is imported, as it does for `Analysis.render`. Called with the `Diff` or
+# `Sweep`, its kind ("diff" or "sweep"), the format's name and the options.
 _render: Callable[..., str] | None = None
 
 
 def set_comparison_renderer(render: Callable[..., str]) -> None:
-    """Called by `torchtally.formats`: what `Diff.render` calls."""
+    """Called by `torchtally.formats`: what `Diff.render` and `Sweep.render` call."""
     global _render
     _render = render
 
@@ -269,3 +272,78 @@ def _pair_dict(pair: Pair) -> dict[str, int | None]:
 def _summary(document: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("torchtally_version", "inputs", "mode", "conventions")
     return {key: document.get(key) for key in keys}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One analysis per input size: how each metric grows with ``--seq-len``, ``--batch`` or
+    ``--shape``. `parameters` names what varies; each point gives its values, in that order."""
+
+    parameters: tuple[str, ...]
+    points: tuple[tuple[Any, ...], ...]
+    analyses: tuple[Analysis, ...]
+
+    def __post_init__(self) -> None:
+        if not self.analyses or len(self.points) != len(self.analyses):
+            raise ValueError("a sweep needs one analysis per point, and at least one")
+        if any(len(point) != len(self.parameters) for point in self.points):
+            raise ValueError(f"every point of the sweep must give {', '.join(self.parameters)}")
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """``params``, then the metrics every analysis counted."""
+        common = [m for m in self.analyses[0].metrics if all(m in a.metrics for a in self.analyses)]
+        return (PARAMS, *common)
+
+    def labels(self) -> list[str]:
+        """Each point as text: ``128``, or ``batch=2, seq_len=128`` when several things vary."""
+        if len(self.parameters) == 1:
+            return [_value_text(point[0]) for point in self.points]
+        return [
+            ", ".join(f"{n}={_value_text(v)}" for n, v in zip(self.parameters, p, strict=True))
+            for p in self.points
+        ]
+
+    def totals(self, metric: str = "flops") -> list[int]:
+        """The whole model's `metric` at each point."""
+        if metric == PARAMS:
+            return [a.params.get("", 0) for a in self.analyses]
+        return [a.total(metric) for a in self.analyses]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": JSON_SCHEMA_VERSION,
+            "kind": "sweep",
+            "parameters": list(self.parameters),
+            "metrics": list(self.metrics),
+            "points": [
+                {
+                    "label": label,
+                    "values": {n: _jsonable(v) for n, v in zip(self.parameters, p, strict=True)},
+                    "inputs": analysis.to_dict()["inputs"],
+                    "totals": {m: self.totals(m)[i] for m in self.metrics},
+                    "by_operator": {m: analysis.by_operator(m) for m in self.metrics[1:]},
+                }
+                for i, (label, p, analysis) in enumerate(
+                    zip(self.labels(), self.points, self.analyses, strict=True)
+                )
+            ],
+            "mode": self.analyses[0].mode,
+            "model": self.analyses[0].modules[""].type_name,
+        }
+
+    def render(self, format: str = "table", **options: Any) -> str:
+        """One row per point in `format` (``table``, ``markdown``, ``csv``, ``json``, ``html``:
+        the installed formats that can show a sweep)."""
+        assert _render is not None, "import torchtally first"
+        return _render(self, "sweep", format, **options)
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "x".join(map(str, value))
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

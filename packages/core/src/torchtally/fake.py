@@ -12,6 +12,7 @@ it gave before instead of going through `FakeTensorMode`.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +36,27 @@ MODES = ("auto", "real", "fake", "meta")
 # What a fake run raises when the model needs real data (nms, nonzero, .item() on a result).
 # (An op with no fake kernel raises UnsupportedOperatorException: a gap in PyTorch, not data.)
 NEEDS_REAL_DATA = (DataDependentOutputException, DynamicOutputShapeException)
+# FakeTensorMode logs the traceback of every kernel that raises before raising it to us; we report
+# the error once, in our words, so that log is muted while a model runs on fake tensors.
+_FAKE_TENSOR_LOG = logging.getLogger("torch._subclasses.fake_tensor")
+
+
+def rejected_inputs(error: BaseException) -> bool:
+    """Whether `error` is an op's kernel refusing its arguments on fake tensors (a shape or dtype
+    mismatch: the inputs are wrong, and a real run would fail the same way), as opposed to an op
+    fake tensors cannot run (no fake kernel, data-dependent output) or Python code that needs
+    data."""
+    if isinstance(error, (*NEEDS_REAL_DATA, NotImplementedError)) or not isinstance(
+        error, (RuntimeError, ValueError, TypeError, IndexError)
+    ):
+        return False
+    traceback = error.__traceback__
+    while traceback is not None:
+        code = traceback.tb_frame.f_code
+        if code.co_name == "_dispatch_impl" and code.co_filename.endswith("fake_tensor.py"):
+            return type(error).__name__ != "UnsupportedOperatorException"
+        traceback = traceback.tb_next
+    return False
 
 
 def check_mode(mode: str) -> str:
@@ -135,7 +157,12 @@ def fake_model(
     faker = _Faker(fake_mode, input_device((args, kwargs)))
     for module in model.modules():
         faker.fake_module(module)
-    yield fake_mode, tree_map(faker, args), tree_map(faker, kwargs), faker.fake_module
+    muted = _FAKE_TENSOR_LOG.disabled
+    _FAKE_TENSOR_LOG.disabled = True
+    try:
+        yield fake_mode, tree_map(faker, args), tree_map(faker, kwargs), faker.fake_module
+    finally:
+        _FAKE_TENSOR_LOG.disabled = muted
 
 
 # Tags of ops whose outputs are not a function of argument metadata alone.

@@ -20,7 +20,7 @@ additions, as the hook specs do.
 from __future__ import annotations
 
 from torchtally.analysis import JSON_SCHEMA_VERSION, Analysis
-from torchtally.compare import Diff
+from torchtally.compare import Diff, Sweep
 from torchtally.handlers import (
     ALL_METRICS,
     METRICS,
@@ -57,6 +57,7 @@ __all__ = [
     "OpCall",
     "OpHandler",
     "Reporter",
+    "Sweep",
     "TensorMeta",
     "Trace",
     "__version__",

@@ -24,6 +24,13 @@ from torchtally_reporters.markdown import MARKDOWN_OPTIONS, render_markdown
 from torchtally_reporters.operators import OPERATORS_OPTIONS, render_operators
 from torchtally_reporters.parameters import PARAMETERS_OPTIONS, render_parameters
 from torchtally_reporters.summary import SUMMARY_OPTIONS, render_summary
+from torchtally_reporters.sweep_report import (
+    render_sweep_csv,
+    render_sweep_html,
+    render_sweep_json,
+    render_sweep_markdown,
+    render_sweep_table,
+)
 from torchtally_reporters.table import TABLE_OPTIONS, render_table
 
 __version__ = "0.1.0"
@@ -35,6 +42,7 @@ REPORTERS: tuple[Reporter, ...] = (
         "mmengine's complexity table: module, parameters, counts",
         TABLE_OPTIONS,
         render_diff=render_diff_table,
+        render_sweep=render_sweep_table,
     ),
     Reporter(
         "arch", render_arch, "the module tree as print(model) shows it, with counts", ARCH_OPTIONS
@@ -45,6 +53,7 @@ REPORTERS: tuple[Reporter, ...] = (
         "every number of the analysis, as JSON (see load_schema())",
         JSON_OPTIONS,
         render_diff=render_diff_json,
+        render_sweep=render_sweep_json,
     ),
     Reporter(
         "markdown",
@@ -52,6 +61,7 @@ REPORTERS: tuple[Reporter, ...] = (
         "totals and the complexity table as a Markdown table",
         MARKDOWN_OPTIONS,
         render_diff=render_diff_markdown,
+        render_sweep=render_sweep_markdown,
     ),
     Reporter("parameters", render_parameters, "fvcore's parameter_count_table", PARAMETERS_OPTIONS),
     Reporter(
@@ -72,6 +82,7 @@ REPORTERS: tuple[Reporter, ...] = (
         "one row per module (or module and operator), raw counts",
         CSV_OPTIONS,
         render_diff=render_diff_csv,
+        render_sweep=render_sweep_csv,
     ),
     Reporter(
         "html",
@@ -79,6 +90,7 @@ REPORTERS: tuple[Reporter, ...] = (
         "one self-contained page: module tree, treemap, operators",
         HTML_OPTIONS,
         render_diff=render_diff_html,
+        render_sweep=render_sweep_html,
     ),
 )
 

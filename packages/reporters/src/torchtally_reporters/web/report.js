@@ -773,11 +773,61 @@
     ]);
   }
 
+  // --- a sweep: one analysis per input size ------------------------------------------------------
+
+  function sweepPage(sweep, title) {
+    var points = sweep.points;
+    document.body.appendChild(el("header", {}, [el("h1", {}, [title]),
+      el("p", { cls: "note", text: "One analysis per value of " + sweep.parameters.join(", ") +
+        " (" + sweep.mode + " mode). Each plot shows how a metric grows; the table has the numbers." })]));
+    var main = el("main", {});
+    document.body.appendChild(main);
+    var numeric = sweep.parameters.length === 1 && points.every(function (p) {
+      return typeof p.values[sweep.parameters[0]] === "number";
+    });
+    var xs = points.map(function (p, i) { return numeric ? p.values[sweep.parameters[0]] : i; });
+    var plots = el("div", { cls: "cards" });
+    main.appendChild(plots);
+    sweep.metrics.forEach(function (metric) {
+      var box = el("div", { cls: "plot card", "data-metric": metric });
+      plots.appendChild(box);
+      var ys = points.map(function (p) { return p.totals[metric]; });
+      /* global uPlot */
+      new uPlot({
+        title: metricName(metric), width: 420, height: 240,
+        scales: { x: { time: false } },
+        axes: [
+          { label: numeric ? sweep.parameters[0] : "point",
+            values: function (u, ticks) {
+              return ticks.map(function (t) { return numeric ? String(t) : (points[t] ? points[t].label : ""); });
+            } },
+          { size: 70, values: function (u, ticks) { return ticks.map(human); } },
+        ],
+        series: [{ label: sweep.parameters.join(", ") }, { label: metricName(metric), stroke: "#2f6fdb",
+          width: 2, points: { show: true, size: 6 }, value: function (u, v) { return human(v); } }],
+      }, [xs, ys], box);
+    });
+    var headers = [sweep.parameters.join(", ")];
+    sweep.metrics.forEach(function (m) { headers.push("#" + m, "x first"); });
+    var table = barTable(headers, points.map(function (p) {
+      var row = [p.label];
+      sweep.metrics.forEach(function (m) {
+        var first = points[0].totals[m];
+        row.push(p.totals[m], first ? (p.totals[m] / first).toFixed(2) : "");
+      });
+      return row;
+    }));
+    table.id = "sweep-table";
+    main.appendChild(el("h2", { text: "Totals" }));
+    main.appendChild(table);
+  }
+
   // --- entry ------------------------------------------------------------------------------------
 
   var pages = {
     analysis: function () { analysisPage(PAYLOAD.analysis, PAYLOAD.title); },
     diff: function () { diffPage(PAYLOAD.diff, PAYLOAD.title); },
+    sweep: function () { sweepPage(PAYLOAD.sweep, PAYLOAD.title); },
   };
   if (window.torchtallyPages) {
     Object.keys(window.torchtallyPages).forEach(function (k) { pages[k] = window.torchtallyPages[k]; });
