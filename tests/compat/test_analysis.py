@@ -73,6 +73,13 @@ def test_an_op_handle_leaves_the_calls_of_composite_functions_alone() -> None:
     assert flops.by_operator() == Counter({"linear": 24, "matmul": 30, "mm": 1, "einsum": 28})
     flops.set_op_handle("aten::addmm", lambda i, o: 1000)
     assert flops.by_operator()["linear"] == 24
+    # Without a handle for a composite op, its call is reported as that op, not counted by the
+    # handles of what it runs.
+    bare = quiet(fv.JitModelAnalysis(Mixed(), X)).set_op_handle("aten::mm", lambda i, o: 1)
+    assert bare.by_operator() == Counter({"mm": 1})
+    assert bare.unsupported_ops() == Counter(
+        {"aten::linear": 1, "aten::matmul": 1, "aten::einsum": 1}
+    )
 
 
 def test_the_convolution_handle_gets_jit_arguments() -> None:

@@ -168,3 +168,51 @@ def test_mmengine_code_gives_mmengines_results(peer_layout: None) -> None:
         assert ours[key] == value, key
     assert theirs["out_table"].startswith("\n+---")
     assert theirs["parameters"].startswith("      parameter count of SmallCNN      \n+---")
+
+
+def printouts(lib: SimpleNamespace, model: nn.Module, x: torch.Tensor) -> tuple[Any, ...]:
+    flops = lib.nn.FlopCountAnalysis(model, x).unsupported_ops_warnings(False)
+    acts = lib.nn.ActivationCountAnalysis(model, x).unsupported_ops_warnings(False)
+    flops.uncalled_modules_warnings(False)
+    return (
+        flops.total(),
+        acts.total(),
+        lib.nn.flop_count_table(flops, max_depth=2, activations=acts),
+        lib.nn.flop_count_str(flops, activations=acts),
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "regnet_y_400mf"])
+def test_torchvision_models_print_as_fvcore_prints_them(peer_layout: None, name: str) -> None:
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model, x = getattr(torchvision.models, name)().eval(), torch.randn(1, 3, 224, 224)
+    assert printouts(library(OURS), model, x) == printouts(library(FVCORE), model, x)
+
+
+@pytest.mark.slow
+def test_a_module_without_ops_is_called_here(peer_layout: None) -> None:
+    # EfficientNet's StochasticDepth is the identity in eval: no op, so no JIT node, so fvcore
+    # calls it uncalled (N/A); its __call__ ran, and here it is not. Nothing else differs.
+    torchvision = pytest.importorskip("torchvision")
+    model, x = torchvision.models.efficientnet_b0().eval(), torch.randn(1, 3, 224, 224)
+    ours = printouts(library(OURS), model, x)
+    theirs = printouts(library(FVCORE), model, x)
+    assert ours[:3] == theirs[:3]
+    changed = [
+        (a, b) for a, b in zip(ours[3].splitlines(), theirs[3].splitlines(), strict=True) if a != b
+    ]
+    assert len(changed) == 9  # the blocks with a residual connection call it
+    for line, theirs_line in changed:
+        assert line.strip() == "(stochastic_depth): StochasticDepth()"
+        assert theirs_line.strip() == line.strip()[:-1] + "#params: 0, #flops: N/A, #acts: N/A)"
+
+
+@pytest.mark.slow
+def test_mmengine_complexity_info_on_a_resnet(peer_layout: None) -> None:
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.resnet18().eval()
+    ours = importlib.import_module(OURS_MMENGINE).get_model_complexity_info(model, (3, 96, 96))
+    theirs = mmengine_analysis.get_model_complexity_info(model, (3, 96, 96))
+    assert ours == theirs

@@ -288,7 +288,7 @@ class _Resolver:
             return _NATIVE_UNIT if table.native_metric(unit.op) else _HANDLED
         # No handle: fvcore would report the call itself as unsupported, once. Do so when
         # nothing it issued counts, and something it issued would be reported.
-        results = [self._result(self.op_level(call), call, options) for call in ops]
+        results = [self._result(self.op_level(call, True), call, options) for call in ops]
         if not any(r is NotImplemented for r in results) or any(map(_counts, results)):
             return None
         return _UNIT_IGNORED if unit.op in FVCORE_IGNORED_OPS else _UNIT_UNSUPPORTED
@@ -335,19 +335,22 @@ class _Resolver:
                 return self._native(self.unit_ops[unit], call.op)
             if state != _INNER:
                 return IGNORED  # counted (or ignored, or reported) as the unit
-        return self.op_level(call)
+        inside = any(not self.unit_ops[unit].startswith("prim::") for unit in call.calls)
+        return self.op_level(call, inside)
 
-    def op_level(self, call: OpCall) -> Lookup:
-        """What counts `call` by its own name: its handle, else the base registry."""
+    def op_level(self, call: OpCall, inside_composite: bool = False) -> Lookup:
+        """What counts `call` by its own name: its handle, else the base registry. Inside a
+        composite op's call handles do not apply: a JIT trace shows only the composite op there
+        (a handle for ``aten::mm`` does not see the one ``matmul`` runs)."""
         table = self.table
         name = jit_name(call.op)
-        if name in table.handles:
-            if table.handles[name] is None:
-                return IGNORED
-            if table.native_metric(name) is None:
-                return Lookup(self._wrapper(name), COMPAT)
+        if name not in table.handles or inside_composite:
+            return table.base.lookup(table.metric, call.op)
+        if table.handles[name] is None:
+            return IGNORED
+        if table.native_metric(name) is not None:
             return self._native(name, call.op)
-        return table.base.lookup(table.metric, call.op)
+        return Lookup(self._wrapper(name), COMPAT)
 
     def _native(self, jit_op: str, op: str) -> Lookup:
         metric = self.table.native_metric(jit_op) or self.table.metric
