@@ -495,3 +495,108 @@ def test_training_comparison_needs_a_backward_pass() -> None:
     )
     with pytest.raises(ValueError, match="analyse with backward=True"):
         torchtally.training_comparison(analysis, model("llama-gqa"), 4, 4)
+
+
+# --- more families: derived decode against every step traced ------------------------------------
+
+SMALL = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 100,
+}
+FAMILIES: dict[str, tuple[str, str, dict[str, object]]] = {
+    # sliding window on the second layer only
+    "qwen2-window-layers": (
+        "Qwen2ForCausalLM",
+        "Qwen2Config",
+        {**SMALL, "use_sliding_window": True, "sliding_window": 12, "max_window_layers": 1},
+    ),
+    # sliding and full layers alternating
+    "gemma3-hybrid": (
+        "Gemma3ForCausalLM",
+        "Gemma3TextConfig",
+        {**SMALL, "head_dim": 16, "sliding_window": 12},
+    ),
+    # chunked attention and routed experts
+    "llama4-chunked": (
+        "Llama4ForCausalLM",
+        "Llama4TextConfig",
+        {
+            **SMALL,
+            "head_dim": 16,
+            "attention_chunk_size": 12,
+            "num_local_experts": 2,
+            "num_experts_per_tok": 1,
+            "intermediate_size_mlp": 128,
+        },
+    ),
+    # multi-head latent attention, a dense first layer, then routed experts
+    "deepseek-v3-mla-moe": (
+        "DeepseekV3ForCausalLM",
+        "DeepseekV3Config",
+        {
+            **SMALL,
+            "n_routed_experts": 4,
+            "num_experts_per_tok": 2,
+            "moe_intermediate_size": 32,
+            "q_lora_rank": 32,
+            "kv_lora_rank": 16,
+            "qk_rope_head_dim": 8,
+            "qk_nope_head_dim": 8,
+            "v_head_dim": 16,
+            "first_k_dense_replace": 1,
+            "n_group": 1,
+            "topk_group": 1,
+        },
+    ),
+    "qwen2-moe-shared-expert": (
+        "Qwen2MoeForCausalLM",
+        "Qwen2MoeConfig",
+        {
+            **SMALL,
+            "num_experts": 4,
+            "num_experts_per_tok": 2,
+            "moe_intermediate_size": 32,
+            "shared_expert_intermediate_size": 64,
+        },
+    ),
+    # a state-space model: its cache (cache_params) does not grow
+    "mamba": (
+        "MambaForCausalLM",
+        "MambaConfig",
+        {"hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 100, "state_size": 8},
+    ),
+    "bart-encoder-decoder": (
+        "BartForConditionalGeneration",
+        "BartConfig",
+        {
+            "d_model": 64,
+            "encoder_layers": 2,
+            "decoder_layers": 2,
+            "encoder_attention_heads": 4,
+            "decoder_attention_heads": 4,
+            "encoder_ffn_dim": 128,
+            "decoder_ffn_dim": 128,
+            "vocab_size": 100,
+        },
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_more_families_derive_what_tracing_every_step_counts(family: str) -> None:
+    class_name, config_name, values = FAMILIES[family]
+    config = getattr(transformers, config_name)(**values)
+    # bfloat16: PyTorch's meta kernel for the experts' _grouped_mm takes no other dtype
+    net = on_meta(lambda: getattr(transformers, class_name)(config), torch.bfloat16)
+    result = torchtally.generation(net, P, N, batch=B, warn_unsupported=False)
+    every_step = torchtally.generation(
+        net, P, N, batch=B, warn_unsupported=False, trace_every_step=True, cache_fill="model"
+    )
+    assert result.decode.values == every_step.decode.values
+    assert result.prefill.by_module_and_operator() == every_step.prefill.by_module_and_operator()
+    assert len(result.traced_steps) < N - 1

@@ -267,6 +267,9 @@ class _Steps:
         self.prompt, self.new, self.batch, self.cache_kind = prompt, new, batch, cache
         self.encoder_decoder = bool(getattr(self.config, "is_encoder_decoder", False))
         self.keep_logits = _accepts(model, "logits_to_keep")
+        # state-space models (Mamba) take their cache as cache_params
+        takes_params = _accepts(model, "cache_params") and not _accepts(model, "past_key_values")
+        self.cache_name = "cache_params" if takes_params else "past_key_values"
         self.positions = not self.encoder_decoder and _accepts(model, "position_ids")
         self.device = _device(model)
         self.last_cache: Any = None  # the cache of the last traced run, for its size
@@ -299,6 +302,10 @@ class _Steps:
             cache = t.EncoderDecoderCache(cache, cross)
         return cache
 
+    def _cache_argument(self, cache: Any) -> dict[str, Any]:
+        """The cache under the name the model takes it by, as generate passes it."""
+        return {self.cache_name: cache}
+
     def _common(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"use_cache": True}
         if self.keep_logits:
@@ -322,7 +329,7 @@ class _Steps:
             encoder = self._encoder_inputs()
             inputs = self._prepare(
                 self._ids(1),
-                past_key_values=cache,
+                **self._cache_argument(cache),
                 is_first_iteration=True,
                 **encoder,
                 **self._common(),
@@ -331,7 +338,7 @@ class _Steps:
         else:
             inputs = self._prepare(
                 self._ids(self.prompt),
-                past_key_values=cache,
+                **self._cache_argument(cache),
                 is_first_iteration=True,
                 **self._positions(self.prompt),
                 **self._common(),
@@ -348,7 +355,7 @@ class _Steps:
                 encoder = self._encoder_inputs()
                 first = self._prepare(
                     self._ids(held),
-                    past_key_values=cache,
+                    **self._cache_argument(cache),
                     is_first_iteration=True,
                     **encoder,
                     **self._common(),
@@ -361,7 +368,7 @@ class _Steps:
                 inputs = self._prepare(
                     self._ids(held + 1),
                     next_sequence_length=1,
-                    past_key_values=cache,
+                    **self._cache_argument(cache),
                     encoder_outputs=encoder_outputs,
                     **encoder,
                     **self._common(),
@@ -373,7 +380,7 @@ class _Steps:
                     model(
                         **self._prepare(
                             self._ids(held),
-                            past_key_values=cache,
+                            **self._cache_argument(cache),
                             is_first_iteration=True,
                             **self._positions(held),
                             **self._common(),
@@ -382,7 +389,7 @@ class _Steps:
                 inputs = self._prepare(
                     self._ids(held + 1),
                     next_sequence_length=1,
-                    past_key_values=cache,
+                    **self._cache_argument(cache),
                     **self._positions(held + 1),
                     **self._common(),
                 )
@@ -443,7 +450,7 @@ class _Steps:
         held before the call; encoder outputs by their shape), and let go of them."""
         described: dict[str, Any] = {}
         for name, value in self._inputs.items():
-            if name == "past_key_values":
+            if name == self.cache_name:
                 described[name] = f"{type(value).__name__}({self._held} tokens)"
             elif name == "encoder_outputs":
                 described[name] = record_value(value.last_hidden_state)
