@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
+from torch._subclasses.fake_tensor import unset_fake_temporarily
 
 
 class TensorMeta(NamedTuple):
@@ -40,6 +41,20 @@ class TensorMeta(NamedTuple):
         return f"TensorMeta({list(self.shape)}, {dtype}{nnz})"
 
 
+class PackedMeta(NamedTuple):
+    """A packed weight (the ``torch.ScriptObject`` quantized linear and convolution ops take) as
+    the trace keeps it: the unpacked weight's shape and dtype, and a convolution's geometry.
+    Another script object is kept as its class name (`weight` None)."""
+
+    kind: str
+    weight: TensorMeta | None = None
+    stride: tuple[int, ...] = ()
+    padding: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()
+    groups: int = 1
+    transposed: bool = False
+
+
 _SCALARS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device})
 
 
@@ -56,7 +71,30 @@ def record_value(value: Any) -> Any:
         return recorded if isinstance(value, list) else tuple(recorded)
     if isinstance(value, Mapping):
         return {k: record_value(v) for k, v in value.items()}
+    if isinstance(value, torch.ScriptObject):
+        return _packed_meta(value)
     return value
+
+
+def _packed_meta(value: Any) -> PackedMeta:
+    """What a script object's `unpack` and geometry methods say (run on the real object, outside
+    any fake mode: they only read it); never the object itself, which holds the weights."""
+    kind = value._type().qualified_name().rsplit(".", 1)[-1]
+    methods = set(value._method_names())
+    if "unpack" not in methods:
+        return PackedMeta(kind)
+    with unset_fake_temporarily():
+        weight = value.unpack()[0]
+        meta = PackedMeta(kind, TensorMeta(tuple(weight.shape), weight.dtype))
+        if "stride" in methods:
+            meta = meta._replace(
+                stride=tuple(value.stride()),
+                padding=tuple(value.padding()),
+                dilation=tuple(value.dilation()),
+                groups=int(value.groups()),
+                transposed=bool(value.transpose()),
+            )
+    return meta
 
 
 def _sparse_meta(value: torch.Tensor) -> TensorMeta:

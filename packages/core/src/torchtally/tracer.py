@@ -553,7 +553,7 @@ def run_traced(
                 with recorder.unkept(), torch.no_grad():
                     args, kwargs = setup(model, args, dict(kwargs))
             except Exception as error:
-                message = _failure_message(error, scope, recorder, tree.infos())
+                message = _failure_message(error, scope, recorder, _infos(tree, recorder))
                 raise TraceError(message, recorder.failed_op(error)) from error
         stack.enter_context(scope.installed())
         stack.enter_context(recorder)
@@ -563,7 +563,7 @@ def run_traced(
         try:
             outputs = runner.run(model, args, kwargs, RunContext(scope, functions, recorder))
         except Exception as error:
-            message = _failure_message(error, scope, recorder, tree.infos())
+            message = _failure_message(error, scope, recorder, _infos(tree, recorder))
             raise TraceError(message, recorder.failed_op(error)) from error
         if backward:
             _run_backward(model, outputs, (args, kwargs), loss_fn, recorder)
@@ -571,7 +571,7 @@ def run_traced(
         # forward registered (and the guard removes) are not the model's
         shapes = parameter_shapes(model)
         param_shapes = {name: shapes[name] for name in param_names if name in shapes}
-        infos = tree.infos()
+        infos = _infos(tree, recorder)
     trace = Trace(
         ops=tuple(recorder.ops),
         module_calls=tuple(scope.calls),
@@ -583,6 +583,14 @@ def run_traced(
         functions=tuple(sorted(functions.recorded, key=lambda call: call.id)),
     )
     return runner.finish(trace)
+
+
+def _infos(tree: ModuleTree, recorder: _OpRecorder) -> dict[str, ModuleInfo]:
+    """The modules' infos, read while the run's modes are still on (lazy modules are
+    materialised) but outside them: an ``extra_repr`` may run ops (a quantized module unpacks
+    its weight), which are neither the model's nor for fake tensors."""
+    with recorder.paused(), unset_fake_temporarily(), _DisableTorchFunction():
+        return tree.infos()
 
 
 def _prepare_lazy_modules(

@@ -17,6 +17,7 @@ from torchtally.ops import (
     matmul,
     norm,
     pooling,
+    quantized,
     rnn,
     scatter,
 )
@@ -24,7 +25,19 @@ from torchtally.ops import (
 handlers = HandlerSet()
 # Order matters only where one op appears twice: later modules refine elementwise's generic
 # rules (pooling's aten::mean under adaptive average pooling, backward's gelu_backward).
-for module in (elementwise, matmul, conv, norm, pooling, backward, rnn, fft, scatter, ctc):
+for module in (
+    elementwise,
+    matmul,
+    conv,
+    norm,
+    pooling,
+    backward,
+    rnn,
+    fft,
+    scatter,
+    ctc,
+    quantized,
+):
     module.register(handlers)
 
 

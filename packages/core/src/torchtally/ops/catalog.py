@@ -262,6 +262,12 @@ POINTWISE_FLOPS: dict[str, int] = {
     "aten::sub": 1,
     "aten::sub_": 1,
     "aten::_add_relu": 2,  # add, then max(., 0)
+    # quantising: round(x / scale) + zero point, clamped (mul by 1/scale, round, add, clamp);
+    # dequantising: (q - zero point) * scale
+    "aten::quantize_per_tensor": 4,
+    "aten::quantize_per_tensor_dynamic": 4,
+    "aten::quantize_per_channel": 4,
+    "aten::dequantize": 2,
     "aten::_add_relu_": 2,
     "aten::addcdiv": 2,  # self + value * (a / b): div + FMA
     "aten::addcdiv_": 2,

@@ -28,11 +28,15 @@ STATISTIC_NORMS = ("aten::native_layer_norm", "aten::native_group_norm")
 
 def _norm(call: OpCall, training: bool) -> int:
     x: TensorMeta = call.arg("input")
-    elements = x.numel
     affine = call.arguments.get("weight") is not None
     if training:
-        return elements * (5 if affine else 4)
-    return elements * (2 if affine else 1)
+        return affine_norm_flops(x, affine)
+    return x.numel * (2 if affine else 1)
+
+
+def affine_norm_flops(x: TensorMeta, affine: bool) -> int:
+    """A norm on statistics of its own input: 4 per element, 5 with a weight."""
+    return x.numel * (5 if affine else 4)
 
 
 def _batch_norm(call: OpCall) -> int:

@@ -43,11 +43,15 @@ def _window_flops(call: OpCall, options: CountOptions) -> Any:
 
 def window_reads(call: OpCall, dims: int, out: TensorMeta) -> int:
     """Taps of every window of a pooling call (forward or backward) with output shape `out`."""
+    return window_taps(call, dims, call.arg("self"), out)
+
+
+def window_taps(call: OpCall, dims: int, x: TensorMeta, out: TensorMeta) -> int:
+    """Taps of every window over input `x` of a pooling call with output shape `out`."""
     kernel = _per_dim(call.arg("kernel_size"), dims)
     stride = _per_dim(call.arg("stride") or kernel, dims)
     padding = _per_dim(call.arg("padding"), dims)
     dilation = _per_dim(call.arguments.get("dilation") or [1], dims)
-    x: TensorMeta = call.arg("self")
     taps = 1
     for d in range(dims):  # windows are boxes, so the taps of each dim multiply
         size, length = x.shape[d - dims], out.shape[d - dims]
