@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import torchtally
+import torchtally.compat.fvcore as fv
 from torchtally.compat.fvcore import jit_handles as ours
 from torchtally.compat.jit_analysis import with_units
 from torchtally.compat.jit_values import UnitCall, call_values
@@ -283,8 +284,21 @@ def test_a_handle_sees_an_autograd_functions_arguments() -> None:
     assert "apply" not in Scale.__dict__
 
 
-def test_native_api_still_refuses_composites() -> None:
-    with pytest.raises(torchtally.CompositeOpError):
-        torchtally.FlopAnalyzer(Layers(), torch.rand(1, 3, 5, 5)).set_op_handle(
-            "aten::linear", lambda call: 1
-        )
+def test_native_flavour_points_fvcore_handles_to_the_drop_in() -> None:
+    analyzer = torchtally.FlopAnalyzer(Layers(), torch.rand(1, 3, 5, 5))
+    with pytest.raises(torchtally.CompositeOpError, match=r"use torchtally\.compat\.fvcore"):
+        analyzer.set_op_handle("aten::linear", lambda call: 1)
+
+    def fvcore_style(inputs: list[Any], outputs: list[Any]) -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"fvcore-style handle.*torchtally\.compat\.fvcore"):
+        analyzer.set_op_handle("aten::addmm", fvcore_style)
+
+
+def test_fake_mode_counts_as_the_real_run() -> None:
+    model, x = Layers(), torch.rand(1, 3, 5, 5)
+    real = fv.FlopCountAnalysis(model, x).unsupported_ops_warnings(False)
+    fake = fv.FlopCountAnalysis(model, x, mode="fake").unsupported_ops_warnings(False)
+    assert fake.by_module_and_operator() == real.by_module_and_operator()
+    assert fake.analysis.mode == "fake"

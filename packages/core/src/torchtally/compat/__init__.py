@@ -18,10 +18,12 @@ from torchtally.compat.analyzers import (
     get_model_complexity_info,
     parameter_count_table,
 )
+from torchtally.compat.jit_analysis import CompatWarning
 
 __all__ = [
     "ActivationAnalyzer",
     "ActivationCountAnalysis",
+    "CompatWarning",
     "FlopAnalyzer",
     "FlopCountAnalysis",
     "ModelAnalyzer",

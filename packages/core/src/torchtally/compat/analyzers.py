@@ -1,12 +1,14 @@
-"""The fvcore / mmengine API on top of torchtally: same names, same semantics, same numbers.
+"""torchtally's flavour of the fvcore / mmengine API: same names and numbers, torchtally's handlers.
 
 Differences from fvcore: handlers take one recorded `OpCall` (not jit values) and are keyed by the
 ops the dispatcher sees (``aten::addmm``, not ``aten::linear``); the model is traced once for
-every metric and handler change.
+every metric and handler change. For code written against fvcore (handles on JIT values, keyed by
+fvcore's op names) use the drop-in, `torchtally.compat.fvcore`.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from collections import Counter, defaultdict
@@ -18,6 +20,7 @@ from torchtally.analysis import Analysis
 from torchtally.api import log_unsupported, registry_with
 from torchtally.artefacts import as_program
 from torchtally.handlers import (
+    CompositeOpError,
     CountOptions,
     HandlerRegistry,
     HandlerSet,
@@ -95,7 +98,11 @@ class ModelAnalyzer:
             raise TypeError("set_op_handle takes pairs of op names and handlers")
         pairs = {**dict(zip(args[::2], args[1::2], strict=False)), **kwargs}
         for op, handler in pairs.items():
-            self._handlers.add(self.metric, op, handler)
+            _check_not_fvcore_style(op, handler)
+            try:
+                self._handlers.add(self.metric, op, handler)
+            except CompositeOpError as error:
+                raise CompositeOpError(f"{error} {_DROP_IN}") from None
         self._analysis = None
         return self
 
@@ -174,6 +181,26 @@ class ModelAnalyzer:
             _log_uncalled(analysis)
         self._analysis = analysis
         return analysis
+
+
+_DROP_IN = (
+    "For fvcore-style handles (inputs, outputs) keyed by fvcore's op names (aten::linear, "
+    "aten::_convolution), use torchtally.compat.fvcore.FlopCountAnalysis, fvcore's drop-in."
+)
+
+
+def _check_not_fvcore_style(op: str, handler: Any) -> None:
+    """Refuse a handle written for fvcore (``handle(inputs, outputs)``), which would fail on
+    every call here, naming the drop-in that runs it."""
+    try:
+        names = list(inspect.signature(handler).parameters)
+    except (TypeError, ValueError):
+        return
+    if names[:2] == ["inputs", "outputs"]:
+        raise TypeError(
+            f"the handler for {op} looks like an fvcore-style handle(inputs, outputs) on JIT "
+            f"values; this analyzer's handlers take one recorded OpCall. {_DROP_IN}"
+        )
 
 
 def _log_uncalled(analysis: Analysis) -> None:
