@@ -73,6 +73,17 @@ def test_builtin_sources_come_first_and_keep_their_forms(
         find_source("resnet50")
 
 
+def test_plugins_lists_the_sources(
+    with_reporters: list[FakeEntryPoint], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_reporters.append(FakeEntryPoint("zoo", zoo_plugin(ZOO), FakeDist("zoo-dist", "1.0")))
+    assert main(["plugins"]) == 0  # first thing in the process: the built-ins are listed too
+    listed = capsys.readouterr().out
+    assert "zoo (zoo-dist 1.0)\n  sources: 1: zoo:WIDTH" in listed
+    builtin = "sources: 4: torchvision:NAME, timm:NAME, transformers:CLASS, package.module:factory"
+    assert f"{BUILTIN_PLUGIN} (torchtally-cli " in listed and builtin in listed
+
+
 def test_a_third_party_source_builds_and_is_analysed(
     with_reporters: list[FakeEntryPoint], capsys: pytest.CaptureFixture[str]
 ) -> None:

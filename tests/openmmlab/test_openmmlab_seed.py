@@ -49,3 +49,23 @@ def test_the_seed_example_prints_the_seeds_block_and_table(
     # The same config named inside the package, and the default shape (224) too.
     assert main([f"mmpretrain::{CONFIG}", "-q"]) == 0
     assert capsys.readouterr().out.splitlines() == out
+
+
+@pytest.mark.slow
+@needs("mmpretrain")
+def test_a_yaml_config_with_a_base_and_cfg_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = importlib.util.find_spec("mmpretrain")
+    assert spec is not None and spec.origin is not None
+    base = Path(spec.origin).parent / ".mim" / "configs" / CONFIG
+    config = tmp_path / "resnet18.yaml"
+    config.write_text(f"_base_: ['{base}']\nmodel:\n  head:\n    in_channels: 512\n")
+    argv = [str(config), "--cfg-options", "model.backbone.depth=18", "--units", "raw", "-q"]
+    assert main([*argv, "--shape", "224", "256", "--max-depth", "0"]) == 0
+    block = capsys.readouterr().out.splitlines()[:6]
+    # ResNet-18's features on 224 x 256 (mmengine's count on the same config: 2,078,347,264); its
+    # head (513,000 of the parameters) is not run.
+    assert block[1:4] == ["Input shape: (3, 224, 256)", "Flops: 2078347264", "Params: 11689512"]
+    assert main([str(config), "--mode", "meta"]) == 2
+    assert "cannot be built on the meta device" in capsys.readouterr().err

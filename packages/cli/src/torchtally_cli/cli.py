@@ -300,8 +300,10 @@ def _plugins_parser() -> argparse.ArgumentParser:
 def list_plugins_text(show_all: bool = False) -> str:
     """Every loaded plugin with its distribution and what it registered; failed plugins last."""
     from torchtally.plugins import list_plugins, plugin_failures, reporters
+    from torchtally_cli.sources import model_sources
 
     shown = None if show_all else 8
+    model_sources()  # registers the built-in sources, so that they are listed too
     descriptions = {name: reporter.description for name, (reporter, _) in reporters().items()}
     lines = []
     for info in list_plugins():

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from torchtally.hookspecs import hookimpl
-from torchtally.plugins import get_plugin_manager, hook_results, report_plugin_problem
+from torchtally.plugins import hook_results, register_plugin, report_plugin_problem
 
 NAMED_SOURCES = ("torchvision", "timm", "transformers")
 DEFAULT_IMAGE_SHAPE: tuple[int, ...] = (3, 224, 224)
@@ -316,9 +316,7 @@ class _BuiltinSources:
 
 def model_sources() -> list[ModelSource]:
     """Every installed model source: built-in ones first, then plugins' (prefixes unique)."""
-    manager = get_plugin_manager()
-    if manager.get_plugin(BUILTIN_PLUGIN) is None:
-        manager.register(_BuiltinSources(), name=BUILTIN_PLUGIN)
+    register_plugin(_BuiltinSources(), BUILTIN_PLUGIN, "torchtally-cli")
     found: list[ModelSource] = []
     owners: dict[str, str] = {}
     results = hook_results("torchtally_sources")

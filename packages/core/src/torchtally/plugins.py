@@ -198,6 +198,18 @@ def _collect(manager: pluggy.PluginManager, hook_name: str) -> list[tuple[str, A
     return results
 
 
+def register_plugin(plugin: Any, name: str, distribution: str) -> None:
+    """Register `plugin` by hand under `name`, listed as part of the installed `distribution`
+    (a package's own plugin that is not an entry point: the command line's built-in sources)."""
+    manager = get_plugin_manager()
+    if manager.get_plugin(name) is None:
+        manager.register(plugin, name=name)
+        try:
+            _dists[name] = (distribution, importlib_metadata.version(distribution))
+        except importlib_metadata.PackageNotFoundError:
+            _dists[name] = (distribution, "unknown")
+
+
 def hook_results(hook_name: str) -> list[tuple[str, Any]]:
     """What each plugin's `hook_name` hook returned, as ``(plugin name, result)`` pairs, for hooks
     whose results are checked outside this module (``torchtally_sources``). A hook that raises is

@@ -82,6 +82,12 @@ def load(request: SourceRequest) -> LoadedModel:
             f"--set does not apply to the config file {source}: override config values with "
             "--cfg-options, e.g. --cfg-options model.backbone.depth=101"
         )
+    if torch.empty(()).device.type == "meta":  # --mode meta builds under torch.device("meta")
+        raise InputSpecError(
+            f"{source}: OpenMMLab models cannot be built on the meta device (their builders and "
+            "data preprocessors need real tensors); use --mode fake, which computes nothing, or "
+            "the default --mode auto"
+        )
     with _quiet_imports():
         mmengine = _import("mmengine", "mmengine", source)
     cfg = read_config(source, request.cfg_options, mmengine)
