@@ -118,6 +118,12 @@ class Analysis:
         return self.trace.modules
 
     @property
+    def shared_params(self) -> Mapping[str, str]:
+        """Parameters registered under a second name (tied weights, such as GPT-2's
+        ``lm_head.weight``) -> the name they are counted under (``transformer.wte.weight``)."""
+        return self.trace.shared_params
+
+    @property
     def input_shapes(self) -> Any:
         return self.trace.input_shapes
 
@@ -217,6 +223,7 @@ class Analysis:
                 "total": self.params.get("", 0),
                 "by_module": {name: self.params.get(name, 0) for name in self.modules},
                 "shapes": {name: list(shape) for name, shape in self.param_shapes.items()},
+                "shared": dict(self.shared_params),
             },
             "modules": {
                 name: {"type": info.type_name, "aliases": list(info.aliases)}

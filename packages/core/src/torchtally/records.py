@@ -239,5 +239,8 @@ class Trace:
     mode: str = "real"
     # every parameter's shape as the model ran (lazy modules materialised), by its first name
     param_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    # a parameter registered under a second name (a tied weight: GPT-2's lm_head.weight) -> the
+    # name it is counted under (transformer.wte.weight)
+    shared_params: Mapping[str, str] = field(default_factory=dict)
     # the calls of watched functions, in the order they started (see `FunctionCall`)
     functions: tuple[FunctionCall, ...] = ()

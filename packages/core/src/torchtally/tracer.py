@@ -528,6 +528,7 @@ def run_traced(
     input_shapes = record_value((args, dict(kwargs)))
     tree = runner.tree(model)
     param_names = [name for name, _ in model.named_parameters()]
+    shared_params = shared_parameters(model)
     scope = _ModuleScope(tree.canonical)
     functions = _FunctionScope(watch, scope)
     with ExitStack() as stack:
@@ -580,6 +581,7 @@ def run_traced(
         input_shapes=input_shapes,
         mode=mode,
         param_shapes=param_shapes,
+        shared_params=shared_params,
         functions=tuple(sorted(functions.recorded, key=lambda call: call.id)),
     )
     return runner.finish(trace)
@@ -591,6 +593,21 @@ def _infos(tree: ModuleTree, recorder: _OpRecorder) -> dict[str, ModuleInfo]:
     its weight), which are neither the model's nor for fake tensors."""
     with recorder.paused(), unset_fake_temporarily(), _DisableTorchFunction():
         return tree.infos()
+
+
+def shared_parameters(model: nn.Module) -> dict[str, str]:
+    """Every second name of a parameter (a tied weight) -> the first, under which it is counted.
+    Names that only repeat because a whole module is shared are left out: the module is."""
+    first: dict[int, str] = {}
+    shared: dict[str, str] = {}
+    for module_name, module in model.named_modules():  # each module once, under its first name
+        for attr, param in module.named_parameters(recurse=False):
+            name = f"{module_name}.{attr}" if module_name else attr
+            if id(param) in first:
+                shared[name] = first[id(param)]
+            else:
+                first[id(param)] = name
+    return shared
 
 
 def _prepare_lazy_modules(

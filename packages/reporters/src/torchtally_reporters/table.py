@@ -88,9 +88,25 @@ def table_rows(analysis: Analysis, options: Options) -> list[Row]:
     """The rows of the table, in order, for the ``table`` and ``markdown`` formats."""
     stats = drop_trivial(collect_stats(analysis, options))
     cells = format_cells(stats, analysis, options)
+    if PARAMS in options.metrics:
+        mark_shared(cells, analysis, options.show_param_shapes)
     if not options.show_param_shapes:
         cells = {name: row for name, row in cells.items() if name not in analysis.param_shapes}
     return tree_rows(cells, options.max_depth)
+
+
+def mark_shared(cells: Cells, analysis: Analysis, show_params: bool) -> None:
+    """Tied weights: a module whose parameter is another module's shows ``0 (shared)``, and,
+    with parameter rows, the parameter names the one it is counted under."""
+    for alias, counted in analysis.shared_params.items():
+        module = parent(alias)
+        if module not in cells:
+            continue
+        row = cells[module]
+        if not row.get(PARAMS) or row[PARAMS] == "0":
+            row[PARAMS] = "0 (shared)"
+        if show_params:
+            cells[alias] = {PARAMS: f"shared: {counted}"}
 
 
 def collect_stats(analysis: Analysis, options: Options) -> Stats:

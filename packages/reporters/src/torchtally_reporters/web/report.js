@@ -127,7 +127,7 @@
         values[column.key] = value === undefined ? 0 : value;
       });
       nodes[name] = { name: name, label: name ? name.slice(name.lastIndexOf(".") + 1) : "model",
-        type: info.type, aliases: info.aliases || [], shared: info.shared_params || {},
+        type: info.type, aliases: info.aliases || [], shared: {},
         values: values, called: !uncalled[name], children: [], params: [], depth: 0,
         parent: null, kind: "module" };
       order.push(name);
@@ -153,6 +153,15 @@
       owner.params.push({ name: name, label: name.slice(name.lastIndexOf(".") + 1),
         type: shapeText(shapes[name]), values: values, called: true, children: [], params: [],
         depth: owner.depth + 1, parent: owner, kind: "param" });
+    });
+    var shared = (doc.params && doc.params.shared) || {};
+    Object.keys(shared).forEach(function (alias) { // tied weights, counted under another name
+      var owner = nodes[parentName(alias)];
+      if (!owner) return;
+      owner.shared[alias] = shared[alias];
+      owner.params.push({ name: alias, label: alias.slice(alias.lastIndexOf(".") + 1),
+        type: "shared: " + shared[alias], values: { params: 0 }, called: true, children: [],
+        params: [], depth: owner.depth + 1, parent: owner, kind: "param" });
     });
     return { root: nodes[""], nodes: nodes };
   }
@@ -628,7 +637,10 @@
           return node.values[column.key];
         },
         text: function (node) {
-          if (node.kind === "param") return column.metric === "params" ? node.type : "";
+          if (node.kind === "param") {
+            if (column.metric !== "params") return "";
+            return node.type.indexOf("shared: ") === 0 ? "shared" : node.type;
+          }
           if (!node.called && column.metric !== "params") return "\u2014";
           if (column.metric === "params" && node.shared && Object.keys(node.shared).length) {
             return human(node.values.params) + " (shared)";
@@ -646,7 +658,7 @@
           }
           if (column.metric === "params" && node.shared && Object.keys(node.shared).length) {
             return Object.keys(node.shared).map(function (p) {
-              return p + " is " + node.shared[p];
+              return p + " is " + node.shared[p] + ", counted there";
             }).join("; ");
           }
           return null;
