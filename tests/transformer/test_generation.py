@@ -600,3 +600,18 @@ def test_more_families_derive_what_tracing_every_step_counts(family: str) -> Non
     assert result.decode.values == every_step.decode.values
     assert result.prefill.by_module_and_operator() == every_step.prefill.by_module_and_operator()
     assert len(result.traced_steps) < N - 1
+
+
+def test_a_speech_encoder_is_refused_with_what_to_do() -> None:
+    config = transformers.WhisperConfig(
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+    )
+    net = on_meta(lambda: transformers.WhisperForConditionalGeneration(config))
+    with pytest.raises(TypeError, match="encodes input_features, not token ids"):
+        torchtally.generation(net, 4, 4)

@@ -947,6 +947,14 @@ def _check_arguments(model: nn.Module, prompt_tokens: int, new_tokens: int, batc
             "head, e.g. LlamaForCausalLM or T5ForConditionalGeneration, or analyze() for one "
             "forward pass"
         )
+    config = model.config
+    main_input = getattr(model, "main_input_name", "input_ids")
+    if getattr(config, "is_encoder_decoder", False) and main_input != "input_ids":
+        raise TypeError(
+            f"{type(model).__name__} encodes {main_input}, not token ids: generation() counts "
+            "text models (decoder-only, or encoder-decoder with a text encoder such as T5 or "
+            "BART); analyze() its forward pass instead"
+        )
     try:
         import transformers  # noqa: F401
     except ImportError as error:  # pragma: no cover - a transformers model implies it
