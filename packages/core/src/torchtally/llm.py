@@ -143,10 +143,22 @@ class Segment:
     traced: tuple[int, ...]
     start: Mapping[Key, int] = field(repr=False)
     slope: Mapping[Key, int] = field(repr=False)
+    _lines: dict[tuple[str, str], tuple[int, int]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def steps(self) -> int:
         return self.last - self.first + 1
+
+    def total(self, step: int, metric: str, module: str) -> int:
+        """The count of `metric` for `module` at `step` (one line per metric and module)."""
+        line = self._lines.get((metric, module))
+        if line is None:
+            start = sum(v for k, v in self.start.items() if k[:3] == ("counts", metric, module))
+            slope = sum(v for k, v in self.slope.items() if k[:3] == ("counts", metric, module))
+            line = self._lines[metric, module] = (start, slope)
+        return line[0] + line[1] * (step - self.first)
 
     def at(self, step: int) -> dict[Key, int]:
         offset = step - self.first
@@ -589,7 +601,10 @@ class Generation:
 
     def step_total(self, step: int, metric: str = "flops", module: str = "") -> int:
         """Decode step `step`'s count of `metric` (``step(step).total(metric, module)``)."""
-        return self.step(step).total(metric, module)
+        self._check_step(step)
+        self.decode._check(metric, module)
+        segment = next(s for s in self.segments if s.first <= step <= s.last)
+        return segment.total(step, metric, module)
 
     def step_totals(self, metric: str = "flops", module: str = "") -> list[int]:
         """Every decode step's count of `metric`, step 1 first."""
@@ -635,6 +650,7 @@ class Generation:
         """Every number, JSON-ready."""
         metrics = {}
         for metric in self.metrics:
+            prefill_by_module = self.prefill.by_module(metric)
             metrics[metric] = {
                 "prefill": self.prefill.total(metric),
                 "decode": self.decode.total(metric),
@@ -642,11 +658,8 @@ class Generation:
                 "per_token": self.per_token(metric),
                 "decode_steps": self.step_totals(metric),
                 "by_module": {
-                    name: {
-                        "prefill": self.prefill.by_module(metric)[name],
-                        "decode": value,
-                    }
-                    for name, value in self.decode.by_module(metric).items()
+                    name: {"prefill": prefill_by_module.get(name, 0), "decode": decode}
+                    for name, decode in self.decode.by_module(metric).items()
                 },
                 "by_operator": {
                     "prefill": dict(sorted(self.prefill.by_operator(metric).items())),
