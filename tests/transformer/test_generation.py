@@ -615,3 +615,13 @@ def test_a_speech_encoder_is_refused_with_what_to_do() -> None:
     net = on_meta(lambda: transformers.WhisperForConditionalGeneration(config))
     with pytest.raises(TypeError, match="encodes input_features, not token ids"):
         torchtally.generation(net, 4, 4)
+
+
+def test_max_batch_fits_weights_and_kv_caches() -> None:
+    result = derived("llama-gqa")
+    per_sequence = 2 * 2 * 2 * 16 * (P + N - 1) * 4  # keys and values, 2 layers, 2 KV heads
+    assert result.kv_cache_bytes_per_sequence == per_sequence
+    memory = result.weight_bytes + 10 * per_sequence + 5
+    assert result.max_batch(memory) == 10
+    assert result.max_batch(memory, reserved_bytes=per_sequence) == 9
+    assert result.max_batch(result.weight_bytes) == 0

@@ -634,6 +634,22 @@ class Generation:
     def unsupported_ops(self, metric: str = "flops", module: str = "") -> dict[str, int]:
         return self._whole.unsupported_ops(metric, module)
 
+    @property
+    def kv_cache_bytes_per_sequence(self) -> int:
+        """The KV cache after the last step, per sequence of the batch."""
+        return self.kv_cache_bytes // self.batch
+
+    def max_batch(self, memory_bytes: int, reserved_bytes: int = 0) -> int:
+        """The largest batch whose weights and KV caches (at their size after the last step) fit
+        in `memory_bytes`, less `reserved_bytes` (activations, workspace, the framework's own):
+        ``(memory - reserved - weights) // KV cache per sequence``; 0 when the weights alone do
+        not fit."""
+        free = memory_bytes - reserved_bytes - self.weight_bytes
+        if free <= 0:
+            return 0
+        per_sequence = self.kv_cache_bytes_per_sequence
+        return free // per_sequence if per_sequence else 2**63 - 1
+
     def per_token(self, metric: str = "flops") -> dict[str, float]:
         """Per token: the prefill per prompt token, a decode step per sequence, and the whole
         generation per generated token (``batch * new_tokens`` of them)."""
