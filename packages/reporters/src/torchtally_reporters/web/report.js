@@ -342,7 +342,7 @@
     this.refresh();
   }
 
-  function treeControls(grid, what) {
+  function treeControls(grid, what, noParams) {
     var search = el("input", { type: "search", placeholder: "find a " + what + " or type",
       "aria-label": "find a module",
       oninput: function () { grid.filter = search.value; grid.refresh(); } });
@@ -352,7 +352,7 @@
       el("button", { cls: "small", text: "expand all", onclick: function () { grid.expandAll(true); } }),
       el("button", { cls: "small", text: "collapse all", onclick: function () { grid.expandAll(false); } }),
       search,
-      el("label", {}, [params, " parameters"]),
+      noParams ? null : el("label", {}, [params, " parameters"]),
       el("span", { cls: "note", text: "Click a heading to sort, a name for details." }),
     ]);
   }
@@ -758,7 +758,7 @@
         var grid = new TreeGrid(panel, root, columns, { decorate: function (node, cell) {
           if (node.only) cell.appendChild(el("span", { cls: "only " + node.only.toLowerCase(), text: "only in " + node.only }));
         } });
-        panel.insertBefore(treeControls(grid, "module"), panel.firstChild);
+        panel.insertBefore(treeControls(grid, "module", true), panel.firstChild);
         window.torchtallyGrid = grid;
       } },
       { id: "operators", label: "Operators", fill: function (panel) {
