@@ -121,13 +121,14 @@ def _trace_auto(model: nn.Module, run: Callable[..., Trace]) -> Trace:
         return run(mode="fake")
     except TraceError as error:
         op = error.failed_op or "an op"
-        if error.__cause__ is not None and rejected_inputs(error.__cause__):
-            raise  # wrong inputs: a real run would fail the same way, later
-        if isinstance(error.__cause__, NEEDS_REAL_DATA):
+        cause = error.__cause__
+        first_line = (str(cause).splitlines() or [type(cause).__name__])[0]
+        if cause is not None and rejected_inputs(cause):
+            _raise_unless_real_kernel_accepts(error, op)
+            reason = f"the fake kernel of {op} rejects what its real kernel accepts: {first_line}"
+        elif isinstance(cause, NEEDS_REAL_DATA):
             reason = f"{op} needs real data"
         else:  # possibly a real error, which the real run will then raise with its own message
-            cause = error.__cause__
-            first_line = (str(cause).splitlines() or [type(cause).__name__])[0]
             reason = f"{op} failed on fake tensors: {first_line}"
         logger.warning(
             "fake tensors could not run this model (%s); running it for real instead (pass "
@@ -135,6 +136,29 @@ def _trace_auto(model: nn.Module, run: Callable[..., Trace]) -> Trace:
             reason,
         )
     return run(mode="real")
+
+
+def _raise_unless_real_kernel_accepts(error: TraceError, op: str) -> None:
+    """A fake kernel refused the op's arguments: ask the real kernel (on zeros of the same
+    shapes). Wrong inputs are raised at once, as a real run would fail the same way, later."""
+    verdict = error.failed_call.real_kernel_accepts() if error.failed_call else None
+    if verdict:
+        return
+    message = str(error).split("\n")[0]
+    if verdict is False:
+        advice = (
+            "Its real kernel rejects these arguments too: check that the inputs have the "
+            "shapes and dtypes this model expects."
+        )
+    else:
+        advice = (
+            "Check that the inputs have the shapes and dtypes this model expects. If they do, "
+            f"the fake kernel of {op} rejects what its real kernel accepts (a gap in PyTorch's "
+            "fake kernels, which could not be tried here): pass mode='real'."
+        )
+    raise TraceError(f"{message}\n{advice}", error.failed_op, error.failed_call) from (
+        error.__cause__
+    )
 
 
 def registry_with(handlers: Handlers = None, strict: bool = False) -> HandlerRegistry:

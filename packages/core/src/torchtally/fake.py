@@ -13,6 +13,7 @@ it gave before instead of going through `FakeTensorMode`.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,10 +27,11 @@ from torch._subclasses.fake_tensor import (
     DynamicOutputShapeException,
     FakeTensor,
     FakeTensorMode,
+    unset_fake_temporarily,
 )
 from torch.nn.parameter import is_lazy
 from torch.utils._mode_utils import no_dispatch
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_flatten, tree_map
 
 MODES = ("auto", "real", "fake", "meta")
 
@@ -57,6 +59,62 @@ def rejected_inputs(error: BaseException) -> bool:
             return type(error).__name__ != "UnsupportedOperatorException"
         traceback = traceback.tb_next
     return False
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor argument of a failed op: what it takes to make a real one like it (a dataclass,
+    so that pytree maps it as one value)."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class FailedCall:
+    """An op that raised on fake tensors, with its arguments as `TensorSpec`s: enough to ask its
+    real kernel whether it accepts such arguments."""
+
+    func: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    @classmethod
+    def of(cls, func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> FailedCall:
+        def spec(value: Any) -> Any:
+            if isinstance(value, torch.Tensor):
+                return TensorSpec(tuple(value.shape), value.dtype, value.device)
+            return value
+
+        return cls(func, tree_map(spec, args), tree_map(spec, dict(kwargs)))
+
+    def real_kernel_accepts(self, max_elements: int = 1 << 24) -> bool | None:
+        """Run the op's real kernel on zeros of the same shapes and dtypes: whether it accepts
+        them. None when that cannot be tried here (not on the CPU, larger than `max_elements`
+        elements in all, a dtype zeros cannot be made of)."""
+        specs = [v for v in tree_flatten((self.args, self.kwargs))[0] if isinstance(v, TensorSpec)]
+        if any(s.device.type != "cpu" for s in specs):
+            return None
+        if sum(math.prod(s.shape) for s in specs) > max_elements:
+            return None
+
+        def real(value: Any) -> Any:
+            if isinstance(value, TensorSpec):
+                return torch.zeros(value.shape, dtype=value.dtype)
+            return value
+
+        try:
+            with unset_fake_temporarily(), torch.no_grad():
+                args, kwargs = tree_map(real, (self.args, self.kwargs))
+        except (RuntimeError, TypeError):
+            return None
+        try:
+            with unset_fake_temporarily(), torch.no_grad():
+                self.func(*args, **kwargs)
+        except Exception:
+            return False
+        return True
 
 
 def check_mode(mode: str) -> str:
@@ -372,10 +430,15 @@ class FakeOutputs:
         return fakes[0] if recipe.container is None else recipe.container(fakes)
 
 
-def new_fake(fake_mode: FakeTensorMode, like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """A new contiguous fake of `shape` with `like`'s dtype and device."""
+def new_fake(
+    fake_mode: FakeTensorMode,
+    like: torch.Tensor,
+    shape: tuple[int, ...],
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """A new contiguous fake of `shape` with `like`'s device and dtype (or `dtype`)."""
     with no_dispatch():
-        meta = torch.empty(shape, dtype=like.dtype, device="meta")
+        meta = torch.empty(shape, dtype=dtype or like.dtype, device="meta")
     return FakeTensor(fake_mode, meta, like.device)
 
 
@@ -406,6 +469,29 @@ def _ctc_loss_backward(
     return new_fake(fake_mode, log_probs, tuple(log_probs.shape))
 
 
+def _grouped_mm(
+    fake_mode: FakeTensorMode,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    offs: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """``_grouped_mm`` (mixture-of-experts layers): PyTorch's meta kernel takes bfloat16 only,
+    its CPU and CUDA kernels float32 too. The result's shape, as the meta kernel gives it: 2d x
+    2d (G, M, N), 2d x 3d (M, N), 3d x 2d (M, N), 3d x 3d (G, M, N)."""
+    shape: tuple[int, ...]
+    if a.dim() == 2 and b.dim() == 2:
+        shape = (offs.shape[0] if offs is not None else 1, a.shape[0], b.shape[1])
+    elif a.dim() == 2:
+        shape = (a.shape[0], b.shape[-1])
+    elif b.dim() == 2:
+        shape = (a.shape[1], b.shape[1])
+    else:
+        shape = (a.shape[0], a.shape[1], b.shape[-1])
+    return new_fake(fake_mode, a, shape, out_dtype)
+
+
 # Fake kernels for ops fake mode cannot run (no meta kernel, or one it takes for data-dependent)
 # though their results' shapes follow from the arguments.
 FAKE_KERNELS: dict[Any, Callable[..., Any]] = {
@@ -413,6 +499,7 @@ FAKE_KERNELS: dict[Any, Callable[..., Any]] = {
     torch.ops.aten._ctc_loss.Tensor: _ctc_loss,
     torch.ops.aten._ctc_loss_backward.default: _ctc_loss_backward,
     torch.ops.aten._ctc_loss_backward.Tensor: _ctc_loss_backward,
+    torch.ops.aten._grouped_mm.default: _grouped_mm,
 }
 
 

@@ -27,7 +27,7 @@ from torch.nn.parameter import is_lazy
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from torchtally.fake import NEEDS_REAL_DATA, FakeOutputs, fake_model
+from torchtally.fake import NEEDS_REAL_DATA, FailedCall, FakeOutputs, fake_model, rejected_inputs
 from torchtally.inputs import has_forward
 from torchtally.params import parameter_shapes
 from torchtally.records import (
@@ -52,9 +52,12 @@ _DisableTorchFunction = torch._C.DisableTorchFunction
 class TraceError(RuntimeError):
     """The model raised while torchtally was running it; the original error is chained."""
 
-    def __init__(self, message: str, failed_op: str | None = None) -> None:
+    def __init__(
+        self, message: str, failed_op: str | None = None, failed_call: FailedCall | None = None
+    ) -> None:
         super().__init__(message)
         self.failed_op = failed_op
+        self.failed_call = failed_call  # the op's arguments, when it raised on fake tensors
 
 
 class ModuleTree:
@@ -303,6 +306,7 @@ class _OpRecorder(TorchDispatchMode):
         self.guard = guard
         self.ops: list[OpCall] = []
         self.failed: tuple[str, BaseException] | None = None  # the last op that raised, and how
+        self.failed_call: FailedCall | None = None
         self.recording = True
         self.keep = True  # False while a setup runs: its ops run as usual but are not kept
         self.phase = "forward"
@@ -333,6 +337,8 @@ class _OpRecorder(TorchDispatchMode):
             out = self.run_op(func, args, kwargs)
         except Exception as error:
             self.failed = (f"{schema.op}.{schema.overload}", error)
+            if self.run_op is not _call_op:  # on fake tensors: keep what it was given
+                self.failed_call = FailedCall.of(func, args, kwargs)
             raise
         if not self.keep:
             return out
@@ -554,8 +560,8 @@ def run_traced(
                 with recorder.unkept(), torch.no_grad():
                     args, kwargs = setup(model, args, dict(kwargs))
             except Exception as error:
-                message = _failure_message(error, scope, recorder, _infos(tree, recorder))
-                raise TraceError(message, recorder.failed_op(error)) from error
+                message = _failure_message(error, scope, recorder, _infos(tree, recorder), mode)
+                raise _trace_error(message, recorder, error) from error
         stack.enter_context(scope.installed())
         stack.enter_context(recorder)
         stack.enter_context(functions)
@@ -564,8 +570,8 @@ def run_traced(
         try:
             outputs = runner.run(model, args, kwargs, RunContext(scope, functions, recorder))
         except Exception as error:
-            message = _failure_message(error, scope, recorder, _infos(tree, recorder))
-            raise TraceError(message, recorder.failed_op(error)) from error
+            message = _failure_message(error, scope, recorder, _infos(tree, recorder), mode)
+            raise _trace_error(message, recorder, error) from error
         if backward:
             _run_backward(model, outputs, (args, kwargs), loss_fn, recorder)
         # read before the model is restored: lazy modules are materialised now; parameters the
@@ -734,8 +740,17 @@ def _differentiable(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and value.is_floating_point() and value.requires_grad
 
 
+def _trace_error(message: str, recorder: _OpRecorder, error: BaseException) -> TraceError:
+    failed = recorder.failed_op(error)
+    return TraceError(message, failed, recorder.failed_call if failed else None)
+
+
 def _failure_message(
-    error: Exception, scope: _ModuleScope, recorder: _OpRecorder, infos: dict[str, ModuleInfo]
+    error: Exception,
+    scope: _ModuleScope,
+    recorder: _OpRecorder,
+    infos: dict[str, ModuleInfo],
+    mode: str = "real",
 ) -> str:
     where = scope.failed_scope or scope.stack
     inner = where[-1] if where else ""
@@ -747,6 +762,19 @@ def _failure_message(
         advice = (
             f"What {failed or 'this op'} computes depends on the data, which fake tensors do not "
             "have: use mode='real' (or 'auto', which falls back to it)."
+        )
+    elif rejected_inputs(error):
+        instead = (
+            "a model on the meta device cannot run for real: build it with weights and use "
+            "mode='real', or give the op a fake kernel (torch.library.register_fake)"
+            if mode == "meta"
+            else "use mode='real', or 'auto', which tries the real kernel and falls back to a "
+            "real run"
+        )
+        advice = (
+            "Check that the inputs have the shapes and dtypes this model expects. If they do, "
+            f"the fake kernel of {failed or 'this op'} rejects what its real kernel accepts (a "
+            f"gap in PyTorch's fake and meta kernels): {instead}."
         )
     else:
         advice = "Check that the inputs have the shapes and dtypes this model expects."
