@@ -265,3 +265,19 @@ def test_fvcore_and_mmengine_entry_points_take_artefacts() -> None:
     assert torchtally.FlopAnalyzer(torch.jit.script(model), x).by_module() == eager
     info = torchtally.get_model_complexity_info(torch.fx.symbolic_trace(model), inputs=(x,))
     assert info["flops"] == SMALL
+
+
+def test_a_pt2_file_loads_without_its_weights_and_counts_the_same(tmp_path: Path) -> None:
+    model = SmallNet().eval()
+    x = torch.randn(2, 3, 16, 16)
+    path = tmp_path / "small.pt2"
+    torch.export.save(torch.export.export(model, (x,)), path)
+    program = torchtally.load_exported(path)
+    assert {t.device.type for t in program.state_dict.values()} == {"meta"}
+    analysis = torchtally.analyze(program)
+    assert analysis.mode == "meta"
+    assert analysis.total() == SMALL
+    assert dict(analysis.params) == dict(torchtally.analyze(model, x).params)
+    with_weights = torchtally.load_exported(path, weights=True)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in with_weights.state_dict.items())
+    assert torchtally.analyze(with_weights, mode="real").total() == SMALL

@@ -59,6 +59,9 @@ examples:
   torchtally mypackage.models:build_model --shape 3,64,64 --output report.json
   torchtally ./model.py:make --set width=64 --shape 10,
   torchtally configs/resnet/resnet50_8xb32_in1k.py --shape 224
+  torchtally model.pt2                         (a torch.export file, at its example inputs)
+  torchtally model.pt2 --shape 3 512 512 --batch 8
+  torchtally scripted.pt --shape 3 224 224     (a TorchScript file)
   torchtally torchvision:resnet50 -o resnet50.html          (the HTML report; .csv, .json, .md)
   torchtally transformers:GPT2LMHeadModel --seq-len 128 512 2048 --mode meta   (a sweep)
   torchtally torchvision:resnet50 --shape 224 --shape 320 --shape 448          (a sweep)
@@ -74,6 +77,11 @@ model sources:
                            (config.json file or configuration class name) and --set
   package.module:factory   any callable returning an nn.Module or a (module, inputs) pair;
   path/to/file.py:factory  the current folder is importable
+  path/to/model.pt2        an exported program (torch.export.save), analysed at its example
+                           inputs unless --shape is given (one shape per input, with commas);
+                           its weights are not read (counting needs their shapes only) unless
+                           --mode real
+  path/to/model.pt         a TorchScript module (torch.jit.save); give --shape or --seq-len
   CONFIG.py                an OpenMMLab config file (.py, .json, .yaml) read by mmengine, with
                            --cfg-options (needs the source plugin torchtally-openmmlab)
   'torchtally plugins' lists the sources installed plugins add
@@ -125,7 +133,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "model",
         help="torchvision:NAME, timm:NAME, transformers:CLASS, package.module:factory, "
-        "path/to/file.py:factory, or what a source plugin reads (an OpenMMLab CONFIG.py)",
+        "path/to/file.py:factory, model.pt2 (torch.export), model.pt (TorchScript), or what a "
+        "source plugin reads (an OpenMMLab CONFIG.py)",
     )
     parser.add_argument("--version", action="version", version=f"torchtally {version()}")
     _add_model_options(parser)
@@ -404,6 +413,7 @@ def _check_metrics(names: Sequence[str] | None) -> None:
 
 def _load(args: argparse.Namespace, source: str, device: torch.device | None) -> LoadedModel:
     import torch
+    from torch import nn
 
     from torchtally_cli.sources import (
         InputSpecError,
@@ -424,6 +434,7 @@ def _load(args: argparse.Namespace, source: str, device: torch.device | None) ->
             device=build_device,
             dtype=_dtype(args.dtype),
             unknown_settings=args.set_unknown,
+            weights=args.mode == "real",  # a .pt2 file's: counting needs only their shapes
         )
     except MissingPackageError as error:
         raise CliError(str(error), EXIT_MISSING) from error
@@ -431,7 +442,14 @@ def _load(args: argparse.Namespace, source: str, device: torch.device | None) ->
         raise CliError(str(error), EXIT_USAGE) from error
     except SourceError as error:
         raise CliError(str(error), EXIT_MODEL) from error
-    loaded.model.train(args.train)
+    if isinstance(loaded.model, nn.Module):
+        loaded.model.train(args.train)
+    elif args.train:
+        raise CliError(
+            "--train does not apply to an exported program: it runs as it was exported "
+            "(export the model in training mode to count training)",
+            EXIT_USAGE,
+        )
     return loaded
 
 
@@ -573,6 +591,7 @@ def run(argv: Sequence[str] | None = None) -> str:
 def _against_6n(loaded: LoadedModel, inputs: Any, analysis: Analysis, units: str) -> str:
     """A language model's training step: flops per token against the 6N rule, and why."""
     import torch
+    from torch import nn
 
     from torchtally.llm import training_comparison
 
@@ -580,6 +599,7 @@ def _against_6n(loaded: LoadedModel, inputs: Any, analysis: Analysis, units: str
     ids = inputs.get("input_ids") if isinstance(inputs, dict) else None
     if (
         loaded.task != "transformers"
+        or not isinstance(loaded.model, nn.Module)
         or getattr(config, "is_encoder_decoder", False)
         or not isinstance(ids, torch.Tensor)
         or ids.dim() != 2
@@ -626,6 +646,8 @@ GENERATION_FORMATS = ("table", "json")
 
 def _generation(args: argparse.Namespace, output_format: str) -> str:
     """--generate: the prefill and decode of a language model, as a summary and table or JSON."""
+    from torch import nn
+
     from torchtally.llm import generation
 
     if args.generate < 1:
@@ -646,6 +668,8 @@ def _generation(args: argparse.Namespace, output_format: str) -> str:
     if len(args.seq_len or ()) > 1 or len(args.batch or ()) > 1:
         raise CliError("--generate takes one --seq-len and one --batch, not a sweep", EXIT_USAGE)
     loaded = _load(args, args.model, _device(args.device))
+    if not isinstance(loaded.model, nn.Module):
+        raise CliError("--generate needs a model built from a source, not a .pt2 file", EXIT_USAGE)
     prompt = args.seq_len[0] if args.seq_len else 128
     try:
         result = generation(

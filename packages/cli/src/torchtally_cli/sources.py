@@ -9,6 +9,9 @@ A source names a model and where it comes from:
   file, a configuration class name, or the class' default configuration), random weights.
 - ``package.module:factory`` or ``path/to/file.py:factory``: anything callable that returns an
   ``nn.Module``, or a ``(module, inputs)`` pair.
+- ``path/to/model.pt2``: an exported program (``torch.export.save``), its weights made on the meta
+  device unless they are needed (counting needs their shapes only); ``path/to/model.pt``: a
+  TorchScript module (``torch.jit.save``).
 
 These are the built-in `ModelSource` objects. Plugins add others through the ``torchtally_sources``
 hook (torchtally-openmmlab reads OpenMMLab config files); `model_sources` lists them all and
@@ -30,11 +33,14 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.export import ExportedProgram
+from torch.utils import _pytree as pytree
 
 from torchtally.hookspecs import hookimpl
 from torchtally.plugins import hook_results, register_plugin, report_plugin_problem
@@ -82,7 +88,7 @@ class LoadedModel:
     (default: the shapes of the tensors, batch included).
     """
 
-    model: nn.Module
+    model: nn.Module | ExportedProgram
     source: str
     kind: str
     task: str = "generic"
@@ -106,6 +112,8 @@ class SourceRequest:
     cfg_options: tuple[str, ...] = ()
     # accept --set names the model's configuration does not know (--set-unknown)
     unknown_settings: bool = False
+    # whether the weights' values are needed (--mode real); a source reading a file may skip them
+    weights: bool = True
 
 
 @dataclass(frozen=True)
@@ -255,8 +263,9 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     unknown_settings: bool = False,
+    weights: bool = True,
 ) -> LoadedModel:
-    """Build the model `source` names, with random weights.
+    """Build the model `source` names, with random weights (or load the file it names).
 
     :param config: ``transformers:`` only: a config.json file (or a folder holding one) or a
         configuration class name (``LlamaConfig``); default: the model class' own configuration.
@@ -268,10 +277,12 @@ def load_model(
     :param dtype: floating dtype of the parameters.
     :param unknown_settings: accept `settings` a transformers configuration does not know (by
         default they are refused with the close matches: a typo would build the full model).
+    :param weights: whether the weights' values are needed (to run the model for real); a
+        ``.pt2`` file's are made on the meta device when not.
     """
     found = find_source(source)
     request = SourceRequest(
-        source, dict(settings or {}), config, tuple(cfg_options), unknown_settings
+        source, dict(settings or {}), config, tuple(cfg_options), unknown_settings, weights
     )
     for option, given in (("config", config is not None), ("cfg_options", bool(cfg_options))):
         if given and option not in found.options:
@@ -279,9 +290,12 @@ def load_model(
             flag = "--" + option.replace("_", "-")
             what = f"{takers} sources" if takers else "config files (with torchtally-openmmlab)"
             raise InputSpecError(f"{flag} is for {what}, not {source}")
+    if found.name in ("exported program", "TorchScript"):  # saved: neither built nor converted
+        return _load_saved(found, request, device, dtype)
     with building_context(device, dtype):
         loaded = found.load(request)
     model = loaded.model
+    assert isinstance(model, nn.Module)
     if device is not None:
         model = model.to(device)
     if dtype is not None:
@@ -584,6 +598,141 @@ def _import_failed(where: str, error: Exception) -> SourceError:
     return SourceError(f"importing {where} failed: {type(error).__name__}: {error}")
 
 
+# --- saved models -------------------------------------------------------------------------------
+
+
+def _is_file_source(text: str, suffixes: tuple[str, ...]) -> bool:
+    return Path(text).suffix in suffixes and (":" not in text or Path(text).exists())
+
+
+def _load_saved(
+    found: ModelSource,
+    request: SourceRequest,
+    device: str | torch.device | None,
+    dtype: torch.dtype | None,
+) -> LoadedModel:
+    """A saved model is loaded as it was saved: --set and --dtype do not apply, and a .pt2
+    file runs on the device it was exported for."""
+    for flag, given in (("--set", request.settings), ("--dtype", dtype)):
+        if given:
+            raise InputSpecError(f"{flag} does not apply to a saved {found.name}: it is built")
+    where = torch.device(device) if device is not None else None
+    if where is not None and where.type not in ("cpu", "meta") and found.name != "TorchScript":
+        raise InputSpecError(
+            "--device does not apply to a .pt2 file: it runs on the device it was exported for"
+        )
+    if not Path(request.source).is_file():
+        raise SourceError(f"{request.source}: no such file")
+    if found.name == "TorchScript":  # TorchScript runs its own weights: never on the meta device
+        return _load_torchscript(request, None if where is None or where.type == "meta" else where)
+    return found.load(request)
+
+
+def _load_exported(request: SourceRequest) -> LoadedModel:
+    from torchtally.artefacts import load_exported
+
+    try:
+        program = load_exported(request.source, weights=request.weights)
+    except Exception as error:
+        raise SourceError(
+            f"loading {request.source} failed: {type(error).__name__}: {error} (a .pt2 file is "
+            "what torch.export.save writes)"
+        ) from error
+    example = program.example_inputs
+    first = next(iter(_tensors(example)), None) if example is not None else None
+    shape = tuple(first.shape[1:]) if first is not None else DEFAULT_IMAGE_SHAPE
+    loaded = LoadedModel(program, request.source, "export", "exported", shape)
+    return replace(loaded, make_inputs=partial(_exported_inputs, loaded))
+
+
+def _load_torchscript(request: SourceRequest, device: torch.device | None = None) -> LoadedModel:
+    try:
+        module = torch.jit.load(request.source, map_location=device or "cpu")
+    except Exception as error:
+        raise SourceError(
+            f"loading {request.source} failed: {type(error).__name__}: {error} (a .pt file is "
+            "read as a TorchScript module, what torch.jit.save writes; a model saved with "
+            "torch.save is Python objects: load it in a factory, package.module:factory)"
+        ) from error
+    return LoadedModel(module.eval(), request.source, "torchscript", "torchscript")
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    return [leaf for leaf in pytree.tree_leaves(value) if isinstance(leaf, torch.Tensor)]
+
+
+def _exported_inputs(
+    loaded: LoadedModel,
+    *,
+    shape: Sequence[str | int] | None,
+    seq_len: int | None,
+    batch: int,
+    dtype: torch.dtype | None,
+    device: str | torch.device | None,
+    seed: int = 0,
+) -> Any:
+    """An exported program's example inputs, or inputs like them at other sizes: each tensor
+    gets a shape from `shape` (one per tensor, with commas), `batch` as its first size, and
+    keeps its dtype. None where the program takes positional and keyword inputs and no size is
+    asked for: `analyze` then takes its example inputs itself."""
+    program = loaded.model
+    assert isinstance(program, ExportedProgram)
+    if seq_len is not None:
+        raise InputSpecError(
+            "--seq-len does not apply to an exported program: give each input's shape without "
+            "the batch with --shape, e.g. --shape 512, for token ids of 512"
+        )
+    if program.example_inputs is None:
+        if shape is None and batch == 1:
+            return None
+        raise InputSpecError(f"{loaded.source} keeps no example inputs to make others like")
+    args, kwargs = program.example_inputs
+    if shape is None and batch == 1:
+        return None if args and kwargs else (kwargs or tuple(args))
+    examples = _tensors((args, kwargs))
+    shapes = parse_shapes(shape, loaded.default_shape) or tuple(
+        tuple(t.shape[1:]) for t in examples
+    )
+    if len(shapes) != len(examples):
+        given = ", ".join(str(tuple(t.shape[1:])) for t in examples)
+        raise InputSpecError(
+            f"{loaded.source} takes {len(examples)} tensor input(s), without the batch {given}: "
+            "give one shape each, with commas (e.g. --shape 3,224,224 10,)"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    made = iter(
+        _like(example, (batch, *size), generator, device)
+        for example, size in zip(examples, shapes, strict=True)
+    )
+    args, kwargs = pytree.tree_map_only(torch.Tensor, lambda _: next(made), (args, kwargs))
+    if kwargs and args:
+        raise InputSpecError(
+            f"{loaded.source} takes positional and keyword inputs: analyse it at its example "
+            "inputs (no --shape), or from Python with torchtally.analyze(program, args, kwargs=...)"
+        )
+    return kwargs or tuple(args)
+
+
+def _like(
+    example: torch.Tensor,
+    shape: tuple[int, ...],
+    generator: torch.Generator,
+    device: str | torch.device | None,
+) -> torch.Tensor:
+    """A tensor of `shape` with `example`'s dtype: random floats, zeros for integers (valid
+    token ids and indices), ones for booleans (masks that keep everything)."""
+    where = torch.device(device) if device is not None else example.device
+    if where.type == "meta":
+        where = torch.device("cpu")
+    if example.is_floating_point():
+        values = torch.randn(shape, generator=generator).to(example.dtype)
+    elif example.dtype == torch.bool:
+        values = torch.ones(shape, dtype=torch.bool)
+    else:
+        values = torch.zeros(shape, dtype=example.dtype)
+    return values.to(where)
+
+
 def _named(load: Callable[[str, str, dict[str, Any]], LoadedModel]) -> Callable[..., LoadedModel]:
     def loader(request: SourceRequest) -> LoadedModel:
         return load(request.source, split_source(request.source)[1], dict(request.settings))
@@ -635,6 +784,21 @@ BUILTIN_SOURCES = (
         prefix="transformers",
         options=frozenset({"config"}),
     ),
+    ModelSource(
+        "exported program",
+        "path/to/model.pt2",
+        "an exported program (torch.export.save), analysed at its example inputs unless --shape "
+        "is given; its weights are not read (counting needs only their shapes) unless --mode real",
+        _load_exported,
+        matches=lambda text: _is_file_source(text, (".pt2",)),
+    ),
+    ModelSource(
+        "TorchScript",
+        "path/to/model.pt",
+        "a TorchScript module (torch.jit.save; also .pth); give --shape or --seq-len",
+        _load_torchscript,
+        matches=lambda text: _is_file_source(text, (".pt", ".pth")),
+    ),
     FACTORY,
 )
 BUILTIN_NAMES = frozenset(source.name for source in BUILTIN_SOURCES)
@@ -676,6 +840,12 @@ def example_inputs(
                 "give --shape or --seq-len to have inputs made instead"
             )
         return loaded.inputs
+    if loaded.task == "torchscript" and shape is None and seq_len is None:
+        raise InputSpecError(
+            f"{loaded.source} does not record the inputs it takes (TorchScript keeps no example): "
+            "give --shape (e.g. --shape 3 224 224) or --seq-len for token ids"
+        )
+    assert isinstance(loaded.model, nn.Module)
     maker = _InputMaker(loaded.model, dtype, device, seed)
     shapes = parse_shapes(shape, loaded.default_shape)
     if loaded.task == "transformers":
@@ -773,6 +943,7 @@ def _transformers_inputs(
     """Keyword inputs a Hugging Face model's forward names: token ids, decoder token ids for
     encoder-decoder models, pixel values, audio features (Whisper) or samples (wav2vec2)."""
     model = loaded.model
+    assert isinstance(model, nn.Module)
     config = model.config
     takes = inspect.signature(model.forward).parameters
     main = getattr(model, "main_input_name", "input_ids")

@@ -2,6 +2,7 @@
 
 from torchtally.analysis import Analysis
 from torchtally.api import analyze, register_handler, trace, unregister_handler
+from torchtally.artefacts import load_exported
 from torchtally.compare import Diff, ReportError, Sweep, diff
 from torchtally.compat import (
     ActivationAnalyzer,
@@ -79,6 +80,7 @@ __all__ = [
     "get_plugin_manager",
     "hookimpl",
     "list_plugins",
+    "load_exported",
     "parameter_count",
     "parameter_count_table",
     "parameter_shapes",

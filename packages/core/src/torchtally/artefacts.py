@@ -22,6 +22,9 @@ import os
 import re
 import sys
 import tempfile
+import threading
+import unittest.mock
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
@@ -119,6 +122,49 @@ def _shapes(value: Any) -> str:
     return ", ".join(map(str, found)) or "no tensors"
 
 
+# --- .pt2 files without their weights ----------------------------------------------------------
+
+_LOADING = threading.Lock()
+
+
+def load_exported(path: str | os.PathLike[str], *, weights: bool = False) -> ExportedProgram:
+    """The exported program saved in a ``.pt2`` file (``torch.export.save``).
+
+    Without `weights` (the default) its parameters, buffers and constants are made on the meta
+    device from the sizes the file records, without reading them: a program of any size loads
+    in the memory its graph takes, and analyses in meta mode. With `weights` this is
+    ``torch.export.load``.
+    """
+    if weights:
+        return torch.export.load(path)
+    try:
+        from torch._export.serde.serialize import deserialize_scalar_type, deserialize_size
+        from torch.export.pt2_archive import _package
+    except ImportError:  # pragma: no cover - another torch: the loader moved
+        warnings.warn(
+            "this torch has no .pt2 loader torchtally knows; loading the weights too",
+            stacklevel=2,
+        )
+        return torch.export.load(path)
+
+    def meta_file_map(reader: Any, config: Any, base_dir: str) -> dict[str, torch.Tensor]:
+        """torch's `_build_file_map` with meta tensors: each stored tensor's size, not its data."""
+        made: dict[str, torch.Tensor] = {}
+        for payload in config.config.values():
+            if payload.use_pickle or payload.path_name in made:
+                continue
+            meta = payload.tensor_meta
+            dtype = deserialize_scalar_type(meta.dtype)
+            nbytes = reader.archive_file.get_record_size(os.path.join(base_dir, payload.path_name))
+            size = (nbytes // dtype.itemsize,) if nbytes else deserialize_size(meta.sizes)
+            tensor = torch.empty(size, dtype=dtype, device="meta")
+            made[payload.path_name] = tensor.requires_grad_(meta.requires_grad)
+        return made
+
+    with _LOADING, unittest.mock.patch.object(_package, "_build_file_map", meta_file_map):
+        return torch.export.load(path)
+
+
 # --- FX graphs ---------------------------------------------------------------------------------
 
 
@@ -153,10 +199,15 @@ class GraphTree(ModuleTree):
     in its order (an exported program's module call graph)."""
 
     def __init__(self, graph_module: fx.GraphModule, order: Sequence[str] = ()) -> None:
-        real = {
+        real = {  # not export's input check, nor the graphs of higher-order ops (autocast
+            # regions), whose ops run in the op's modules
             name: module
             for name, module in graph_module.named_modules()
-            if name != _GUARDS and not name.startswith(_GUARDS + ".")
+            if not name
+            or not (
+                name.split(".")[0] == _GUARDS
+                or any(isinstance(m, fx.GraphModule) for m in _path(graph_module, name))
+            )
         }
         self.types: dict[str, str] = {}
         names: dict[str, None] = dict.fromkeys(["", *order])
@@ -269,6 +320,14 @@ class GraphRunner(Runner):
     def finish(self, trace: Trace) -> Trace:
         called = trace.called_modules | (self.called & set(trace.modules))
         return replace(trace, called_modules=frozenset(called))
+
+
+def _path(root: nn.Module, name: str) -> Iterator[nn.Module]:
+    """The modules from `root`'s child to the submodule `name`."""
+    module = root
+    for part in name.split("."):
+        module = module.get_submodule(part)
+        yield module
 
 
 def _root_type(graph_module: fx.GraphModule) -> str:

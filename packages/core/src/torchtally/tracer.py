@@ -197,7 +197,10 @@ class _FunctionScope(TorchFunctionMode):
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
         name = getattr(func, "__name__", None)
-        outer, self.current = self.current, self.pinned or name
+        if isinstance(func, torch._ops.OpOverload):  # torch.ops.aten.linear.default: "linear"
+            outer, self.current = self.current, self.pinned or func.overloadpacket.__name__
+        else:
+            outer, self.current = self.current, self.pinned or name
         try:
             if name in self.watch:
                 return self.watched(str(name), func, args, kwargs or {}, self._signature(func))
