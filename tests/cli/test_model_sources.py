@@ -64,7 +64,15 @@ def test_builtin_sources_come_first_and_keep_their_forms(
 ) -> None:
     entry_points.append(FakeEntryPoint("zoo", zoo_plugin(ZOO), FakeDist("zoo-dist", "1.0")))
     names = [source.name for source in model_sources()]
-    assert names == ["torchvision", "timm", "transformers", "factory", "zoo"]
+    assert names == [
+        "torchvision",
+        "timm",
+        "transformers",
+        "exported program",
+        "TorchScript",
+        "factory",
+        "zoo",
+    ]
     assert find_source("torchvision:resnet18").name == "torchvision"
     assert find_source("pkg.models:make") is FACTORY
     assert find_source("models/net.py:make") is FACTORY
@@ -80,7 +88,10 @@ def test_plugins_lists_the_sources(
     assert main(["plugins"]) == 0  # first thing in the process: the built-ins are listed too
     listed = capsys.readouterr().out
     assert "zoo (zoo-dist 1.0)\n  sources: 1: zoo:WIDTH" in listed
-    builtin = "sources: 4: torchvision:NAME, timm:NAME, transformers:CLASS, package.module:factory"
+    builtin = (
+        "sources: 6: torchvision:NAME, timm:NAME, transformers:CLASS, path/to/model.pt2, "
+        "path/to/model.pt, package.module:factory"
+    )
     assert f"{BUILTIN_PLUGIN} (torchtally-cli " in listed and builtin in listed
 
 
@@ -99,8 +110,8 @@ def test_a_third_party_source_builds_and_is_analysed(
     listed = capsys.readouterr().out
     assert "zoo (zoo-dist 1.0)\n  sources: 1: zoo:WIDTH" in listed
     assert (
-        "sources: 4: torchvision:NAME, timm:NAME, transformers:CLASS, package.module:factory"
-        in (listed)
+        "sources: 6: torchvision:NAME, timm:NAME, transformers:CLASS, path/to/model.pt2, "
+        "path/to/model.pt, package.module:factory" in listed
     )
 
 
@@ -154,10 +165,12 @@ def test_a_broken_source_plugin_is_named_and_the_rest_work(
         torchtally.PluginWarning, match=f"'broken' \\(distribution bad 0.1\\).*{problem}"
     ):
         sources = model_sources()
-    assert [source.name for source in sources][:4] == [
+    assert [source.name for source in sources][:6] == [
         "torchvision",
         "timm",
         "transformers",
+        "exported program",
+        "TorchScript",
         "factory",
     ]
     assert find_source("torchvision:resnet18").name == "torchvision"
