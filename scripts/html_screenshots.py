@@ -1,4 +1,5 @@
-"""Screenshots of the HTML report for the docs: ResNet-50 and Llama-2-70B's shape.
+"""Screenshots of the HTML report for the docs: ResNet-50 and Llama-2-70B's shape, a comparison
+(ResNet-18 against ResNet-34) and a sweep (GPT-2 at 128 to 2048 tokens).
 
     .venv/bin/python scripts/html_screenshots.py   # writes docs/html-report-*.png
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 import torchvision
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 import torchtally
 
@@ -42,6 +43,29 @@ def analyses() -> dict[str, tuple[str, torchtally.Analysis]]:
     }
 
 
+def comparisons() -> dict[str, str]:
+    """The pages of a diff and of a sweep, by screenshot name."""
+    image = torch.randn(1, 3, 224, 224)
+    small, large = (
+        torchtally.analyze(builder().eval(), image, warn_unsupported=False)
+        for builder in (torchvision.models.resnet18, torchvision.models.resnet34)
+    )
+    change = torchtally.diff(small, large, labels=["resnet18", "resnet34"])
+    with torch.device("meta"):
+        gpt2 = GPT2LMHeadModel(GPT2Config())
+    lengths = (128, 512, 1024, 2048)
+    analyses = tuple(
+        torchtally.analyze(
+            gpt2,
+            {"input_ids": torch.zeros(1, n, dtype=torch.long), "use_cache": False},
+            warn_unsupported=False,
+        )
+        for n in lengths
+    )
+    sweep = torchtally.Sweep(("seq_len",), tuple((n,) for n in lengths), analyses)
+    return {"diff": change.render("html"), "sweep": sweep.render("html", title="GPT-2: seq_len")}
+
+
 def main() -> None:
     with launched_browser() as browser, tempfile.TemporaryDirectory() as folder:
         for name, (title, analysis) in analyses().items():
@@ -58,6 +82,15 @@ def main() -> None:
             page.page.screenshot(path=str(ROOT / "docs" / f"html-report-{name}.png"))
             page.page.click("button[data-tab=map]")
             page.page.screenshot(path=str(ROOT / "docs" / f"html-report-{name}-treemap.png"))
+            assert not page.errors, page.errors
+            page.close()
+        for name, text in comparisons().items():
+            path = Path(folder) / f"{name}.html"
+            path.write_text(text, encoding="utf-8")
+            page = Page(browser, path, width=1400, height=700)
+            if name == "diff":
+                page.page.click("[aria-label='expand layer1.2']")
+            page.page.screenshot(path=str(ROOT / "docs" / f"html-report-{name}.png"))
             assert not page.errors, page.errors
             page.close()
 

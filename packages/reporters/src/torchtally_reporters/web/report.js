@@ -178,7 +178,7 @@
     var self = this;
     var rowHeight = 24;
     var template = "minmax(220px, 2.4fr) minmax(90px, 1fr) " +
-      columns.map(function () { return "minmax(90px, 1fr)"; }).join(" ");
+      columns.map(function (column) { return column.width || "minmax(90px, 1fr)"; }).join(" ");
     this.root = root;
     this.sort = null;
     this.showParams = false;
@@ -739,7 +739,7 @@
           text: function (node) { var v = node.info[metric][side]; return v === null ? "\u2014" : human(v); },
           bar: function (node) { var v = node.info[metric][side]; return v === null ? null : v / scale; } });
       });
-      columns.push({ key: metric + ":change", label: "change",
+      columns.push({ key: metric + ":change", label: "change", width: "minmax(150px, 1.6fr)",
         raw: function (node) { return node.info[metric].delta; },
         text: function (node) { return changeText(node.info[metric].a, node.info[metric].b); },
         cls: function (node) { var d = node.info[metric].delta; return d > 0 ? "plus" : (d < 0 ? "minus" : ""); } });
