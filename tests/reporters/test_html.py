@@ -253,3 +253,28 @@ def test_missing_browser_skips_or_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true but Chromium"):
         torchtally_browser.require_browser()
+
+
+@pytest.mark.slow
+def test_any_metric_the_analysis_has_is_shown(browser: Any, tmp_path: Path) -> None:
+    # What a plugin counts (bytes moved, say) gets its columns, card, operators and treemap.
+    handlers = torchtally.HandlerSet()
+    handlers.add("bytes", "aten::addmm", lambda call: 4 * sum(t.numel for t in call.output_tensors))
+    model = nn.Sequential(nn.Linear(10, 8), nn.Linear(8, 4))
+    analysis = torchtally.analyze(
+        model, torch.randn(2, 10), handlers=handlers, metrics=("flops", "bytes")
+    )
+    assert analysis.total("bytes") == 4 * (2 * 8 + 2 * 4)
+    page = open_report(browser, analysis, tmp_path)
+    headers = page.page.eval_on_selector_all(
+        "#tab-modules .head [data-col]", "cells => cells.map(c => c.dataset.col)"
+    )
+    assert headers == ["params", "flops", "bytes"]
+    rows = {row["name"]: row["values"] for row in page.page.evaluate(READ_ROWS)}
+    assert rows["1"]["bytes"] == 32 and rows[""]["bytes"] == 96
+    page.page.click("button[data-tab=map]")
+    options = page.page.eval_on_selector_all("#tab-map option", "os => os.map(o => o.value)")
+    assert options == ["params", "flops", "bytes"]
+    page.page.select_option("#tab-map select", "bytes")
+    assert page.page.locator("#map rect").count() == 3  # the model and its two layers
+    assert page.errors == []
