@@ -14,9 +14,9 @@ from torchtally.compat import (
     get_model_complexity_info,
     parameter_count_table,
 )
-from torchtally.counting import HandlerError, HandlerWarning
+from torchtally.counting import HandlerError, HandlerWarning, UnusedHandlerWarning
 from torchtally.formats import render, save
-from torchtally.handlers import CompositeOpError, CountOptions, HandlerSet
+from torchtally.handlers import CompositeOpError, CountOptions, HandlerSet, UnknownOpError
 from torchtally.hookspecs import hookimpl
 from torchtally.llm import (
     Generation,
@@ -68,6 +68,8 @@ __all__ = [
     "TraceError",
     "TrainingStep",
     "UnknownFormatError",
+    "UnknownOpError",
+    "UnusedHandlerWarning",
     "__version__",
     "activation_count",
     "active_parameters",

@@ -10,7 +10,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from torchtally.counting import HandlerFailure, check_ancestor_mode, count_trace, uncalled_modules
+from torchtally.counting import (
+    HandlerFailure,
+    check_ancestor_mode,
+    count_trace,
+    uncalled_modules,
+    warn_unused_handlers,
+)
 from torchtally.handlers import CountOptions, HandlerRegistry, HandlerSet
 from torchtally.params import count_by_prefix
 from torchtally.records import ModuleInfo, TensorMeta, Trace
@@ -161,6 +167,7 @@ class Analysis:
         if handlers is not None:
             if not isinstance(handlers, HandlerSet):
                 handlers = HandlerSet.from_mapping(handlers)
+            warn_unused_handlers(handlers, self.trace)
             registry = registry.with_layer("call", handlers)
         count_options = CountOptions(
             elementwise=self.options.elementwise if elementwise is None else elementwise,

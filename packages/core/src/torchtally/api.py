@@ -12,6 +12,7 @@ from torch.export import ExportedProgram
 
 from torchtally.analysis import Analysis
 from torchtally.artefacts import as_program
+from torchtally.counting import warn_unused_handlers
 from torchtally.fake import NEEDS_REAL_DATA, check_mode, is_meta_model, rejected_inputs
 from torchtally.handlers import METRICS, CountOptions, HandlerRegistry, HandlerSet, OpHandler
 from torchtally.inputs import build_inputs, check_not_empty
@@ -212,6 +213,9 @@ def analyze(
     :param ancestor_mode: ``"owner"`` or ``"caller"``, as in fvcore.
     :param strict: raise when a handler fails instead of reporting the op as unsupported.
     """
+    if handlers is not None and not isinstance(handlers, HandlerSet):
+        handlers = HandlerSet.from_mapping(handlers)  # names checked before the model runs
+    registry = registry_with(handlers, strict=strict)
     recorded = trace(
         model,
         inputs,
@@ -221,10 +225,13 @@ def analyze(
         backward=backward,
         loss_fn=loss_fn,
     )
+    warn_unused_handlers(_user_handlers, recorded, similar_only=True)
+    if handlers is not None:
+        warn_unused_handlers(handlers, recorded)
     with gc_paused():  # counting makes many small objects (see tracer.gc_paused)
         analysis = Analysis(
             trace=recorded,
-            registry=registry_with(handlers, strict=strict),
+            registry=registry,
             options=CountOptions(elementwise=elementwise, extra=dict(options or {})),
             ancestor_mode=ancestor_mode,
             metrics=tuple(metrics),

@@ -7,6 +7,7 @@ was running. Either way an op counts once per module, so a shared module is neve
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 import warnings
@@ -18,6 +19,7 @@ from typing import Any
 from torchtally.handlers import (
     CountOptions,
     HandlerRegistry,
+    HandlerSet,
     OperatorNames,
     module_type_keys,
 )
@@ -28,6 +30,30 @@ ANCESTOR_MODES = ("owner", "caller")
 
 class HandlerWarning(UserWarning):
     """A handler raised or returned something that is not a count."""
+
+
+class UnusedHandlerWarning(UserWarning):
+    """A handler the user registered never ran: no op of its name ran in the analysed model."""
+
+
+def warn_unused_handlers(handlers: HandlerSet, trace: Trace, similar_only: bool = False) -> None:
+    """One warning per op that `handlers` has a handler for and that never ran, naming the ops
+    of similar names that did (a misspelling, or a name the dispatcher never sees, such as the
+    JIT's ``aten::_convolution``). With `similar_only`, only ops with such a match are named:
+    handlers registered for every analysis are for some models only."""
+    ran = {call.op for call in trace.ops} | {call.name for call in trace.functions}
+    unused = sorted({op for _, op, _ in handlers.handlers()} - ran)
+    for op in unused:
+        close = difflib.get_close_matches(op, sorted(ran), n=3, cutoff=0.7)
+        if similar_only and not close:
+            continue
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        warnings.warn(
+            f"the handler registered for {op} never ran: no {op} op ran in this model{hint} "
+            "(torchtally.trace(model, inputs).ops lists the ops it runs)",
+            UnusedHandlerWarning,
+            stacklevel=3,
+        )
 
 
 class HandlerError(RuntimeError):

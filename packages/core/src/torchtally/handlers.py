@@ -7,7 +7,9 @@ op, ops to ignore, module handlers, and names for torch-level functions. Sets ar
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -78,12 +80,18 @@ class CompositeOpError(ValueError):
     """A handler was registered for an op the dispatcher never sees."""
 
 
+class UnknownOpError(ValueError):
+    """A handler was registered for an op that its library, loaded, does not define."""
+
+
 def check_op_name(op: str) -> None:
-    """Refuse names that are not ``namespace::name`` and composite ops that decompose first."""
+    """Refuse names that are not ``namespace::name``, ops that a loaded namespace does not
+    define (a misspelling), and composite ops that decompose first."""
     if not isinstance(op, str) or "::" not in op or op.count("::") != 1:
         raise ValueError(
             f"expected an op name like 'aten::convolution' or 'mylib::my_op', got {op!r}"
         )
+    _check_defined(op)
     if _is_composite(op):
         instead = _DECOMPOSES_INTO.get(op, "the ops it decomposes into")
         raise CompositeOpError(
@@ -91,6 +99,53 @@ def check_op_name(op: str) -> None:
             f"sees it, so a handler for it would never run. Register a handler for {instead} "
             "instead (torchtally.trace(model, inputs).ops lists the ops a model really runs)."
         )
+
+
+@dataclass(frozen=True)
+class _OpNames:
+    ops: frozenset[str]  # namespace::name, without overloads
+    namespaces: frozenset[str]
+    modules: int  # len(sys.modules) when read: libraries define their ops when imported
+
+
+_known: list[_OpNames] = []
+_absent: dict[str, int] = {}  # namespace -> len(sys.modules) when it was found to have no ops
+
+
+def _op_names(namespace: str) -> _OpNames:
+    """Every op the dispatcher knows, read again once more modules are imported, or when
+    `namespace` is missing (a library defining ops without an import: ``torch.library``)."""
+    stale = not _known or _known[0].modules != len(sys.modules)
+    if not stale and namespace not in _known[0].namespaces:
+        stale = _absent.get(namespace) != len(sys.modules)
+    if stale:
+        names = {n.split(".", 1)[0] for n in torch._C._dispatch_get_all_op_names()}
+        namespaces = frozenset(n.split("::")[0] for n in names)
+        _known[:] = [_OpNames(frozenset(names), namespaces, len(sys.modules))]
+        if namespace not in namespaces:
+            _absent[namespace] = len(sys.modules)
+    return _known[0]
+
+
+def _check_defined(op: str) -> None:
+    namespace, name = op.split("::")
+    if namespace == "prim" and name.startswith("PythonOp."):
+        return  # a custom autograd Function, by class name (fvcore's spelling)
+    try:
+        getattr(getattr(torch.ops, namespace), name)
+        return
+    except (AttributeError, RuntimeError):
+        pass
+    known = _op_names(namespace)
+    if op in known.ops or namespace not in known.namespaces:
+        return  # a library not imported yet: its ops are checked when they run
+    same = [n for n in known.ops if n.startswith(f"{namespace}::")]
+    close = difflib.get_close_matches(op, same, n=3, cutoff=0.7)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise UnknownOpError(
+        f"{op} is not an op: the loaded namespace {namespace!r} defines none of that name{hint}. "
+        "torchtally.trace(model, inputs).ops lists the ops a model really runs."
+    )
 
 
 def _is_composite(op: str) -> bool:
