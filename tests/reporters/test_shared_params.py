@@ -50,6 +50,7 @@ def test_tables_mark_the_shared_weight(
     assert rows["head"] == "0 (shared)"
     assert rows["head.weight"] == "shared: embed.weight"
     assert rows["embed.weight"] == "(10, 4)"
+    assert "#params: 0 (shared: embed.weight), #flops: 0.12K" in tied.render("arch")
     markdown = tied.render("markdown", show_param_shapes=False)
     assert "| `head`   |    0 (shared) |" in markdown and "head.weight" not in markdown
 

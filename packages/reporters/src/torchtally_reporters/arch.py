@@ -61,6 +61,9 @@ def stats_lines(analysis: Analysis, options: Options) -> dict[str, str]:
         for column in options.columns
     }
     uncalled = analysis.uncalled_modules
+    shared: dict[str, list[str]] = {}  # module -> the names its tied weights are counted under
+    for alias, counted in analysis.shared_params.items():
+        shared.setdefault(alias.rpartition(".")[0], []).append(counted)
     lines = {}
     for name in analysis.modules:
         values = {key: by_module.get(name, 0) for key, by_module in counts.items()}
@@ -68,6 +71,11 @@ def stats_lines(analysis: Analysis, options: Options) -> dict[str, str]:
             continue
         lines[name] = ", ".join(
             f"{arch_label(metric)}: {_shown(metric, values, name in uncalled, options)}"
+            + (
+                f" (shared: {', '.join(shared[name])})"
+                if metric == PARAMS and name in shared
+                else ""
+            )
             for metric in options.metrics
         )
     return lines
