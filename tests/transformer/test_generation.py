@@ -97,8 +97,7 @@ def mistral() -> Kind:
 
 def mixtral() -> Kind:
     # 4 experts, 2 per token: each token runs 2 experts (gate and up d -> 2f, down f -> d) as
-    # grouped matmuls, whichever 2 the router picks. bfloat16: PyTorch's meta kernel for
-    # _grouped_mm takes no other dtype.
+    # grouped matmuls, whichever 2 the router picks.
     d, h, kv_heads, hd, f, vocab, layers, experts, top_k = 64, 4, 2, 16, 128, 100, 2, 4, 2
     config = transformers.MixtralConfig(
         hidden_size=d,
@@ -113,7 +112,7 @@ def mixtral() -> Kind:
     dense = layers * (2 * d * d + 2 * d * kv_heads * hd + d * experts)  # + the router
     routed = layers * top_k * (d * 2 * f + f * d)
     return Kind(
-        build=lambda: on_meta(lambda: transformers.MixtralForCausalLM(config), torch.bfloat16),
+        build=lambda: on_meta(lambda: transformers.MixtralForCausalLM(config)),
         prefill={
             "linear": B * P * dense + B * d * vocab,
             "_grouped_mm": B * P * routed,
@@ -591,8 +590,7 @@ FAMILIES: dict[str, tuple[str, str, dict[str, object]]] = {
 def test_more_families_derive_what_tracing_every_step_counts(family: str) -> None:
     class_name, config_name, values = FAMILIES[family]
     config = getattr(transformers, config_name)(**values)
-    # bfloat16: PyTorch's meta kernel for the experts' _grouped_mm takes no other dtype
-    net = on_meta(lambda: getattr(transformers, class_name)(config), torch.bfloat16)
+    net = on_meta(lambda: getattr(transformers, class_name)(config))
     result = torchtally.generation(net, P, N, batch=B, warn_unsupported=False)
     every_step = torchtally.generation(
         net, P, N, batch=B, warn_unsupported=False, trace_every_step=True, cache_fill="model"
