@@ -55,10 +55,12 @@ def trace(
     mode: str = "auto",
     backward: bool = False,
     loss_fn: LossFn | None = None,
+    autograd_functions: bool = False,
 ) -> Trace:
     """Run the model once and return every op it ran (``.ops``) with its module scope.
 
-    Arguments as for `analyze`; ``trace.mode`` says which mode ran.
+    Arguments as for `analyze`; ``trace.mode`` says which mode ran. With `autograd_functions`,
+    each call of a custom ``torch.autograd.Function`` is recorded too (``trace.functions``).
     """
     check_mode(mode)
     program = as_program(model)
@@ -75,6 +77,7 @@ def trace(
         backward=backward,
         loss_fn=loss_fn,
         runner=program.runner,
+        autograd_functions=autograd_functions,
     )
 
 
@@ -88,6 +91,7 @@ def trace_call(
     loss_fn: LossFn | None = None,
     setup: Setup | None = None,
     runner: Runner | None = None,
+    autograd_functions: bool = False,
 ) -> Trace:
     """`trace` for arguments already built; `setup` prepares the call first (see `Setup`), and
     `runner` runs what is not eager code (see `torchtally.artefacts`)."""
@@ -100,6 +104,7 @@ def trace_call(
         loss_fn=loss_fn,
         setup=setup,
         runner=runner,
+        autograd_functions=autograd_functions,
     )
     if mode == "auto":
         recorded = _trace_auto(model, run)
@@ -224,6 +229,7 @@ def analyze(
         mode=mode,
         backward=backward,
         loss_fn=loss_fn,
+        autograd_functions=registry.has_function_handlers(),
     )
     warn_unused_handlers(_user_handlers, recorded, similar_only=True)
     if handlers is not None:

@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torchtally.handlers import (
+    PYTHON_OP,
     CountOptions,
     HandlerRegistry,
     HandlerSet,
+    Lookup,
     OperatorNames,
     module_type_keys,
 )
-from torchtally.records import OpCall, Trace
+from torchtally.records import FunctionCall, OpCall, Trace
 
 ANCESTOR_MODES = ("owner", "caller")
 
@@ -48,6 +50,10 @@ def warn_unused_handlers(handlers: HandlerSet, trace: Trace, similar_only: bool 
         if similar_only and not close:
             continue
         hint = f"; did you mean {', '.join(close)}?" if close else ""
+        if op.startswith(PYTHON_OP):  # autograd Functions are recorded for such handlers only
+            hint += (
+                "; a custom autograd Function's calls are recorded when analyze() has its handler"
+            )
         warnings.warn(
             f"the handler registered for {op} never ran: no {op} op ran in this model{hint} "
             "(torchtally.trace(model, inputs).ops lists the ops it runs)",
@@ -154,9 +160,12 @@ def count_trace(
     for metric in metrics:
         result.tables("forward", metric, trace.modules)
         covered = handled.get(metric, {})
+        functions = _function_handled(trace, registry, metric, covered)
         for call in trace.ops:
             if covered and call.phase == "forward" and any(n in covered for n in call.scope):
                 continue  # a module handler counts this module's forward
+            if functions and call.phase == "forward" and any(i in functions for i in call.calls):
+                continue  # an autograd Function's handler counts its forward
             found = registry.lookup(metric, call.op)
             if found.ignored:
                 continue
@@ -182,7 +191,36 @@ def count_trace(
                 _add(unsupported, owners, {label: 1})
             else:
                 _add(counts, owners, _nonzero(value, label))
+        for function_call, found in functions.values():
+            owners = attribute(function_call.scope)
+            assert found.handler is not None
+            value = runner.run(
+                found.handler, function_call, metric, function_call.name, found.source
+            )
+            if value is None:
+                _add(unsupported, owners, {function_call.name: 1})
+            else:
+                _add(counts, owners, _nonzero(value, function_call.name.removeprefix(PYTHON_OP)))
     return result
+
+
+def _function_handled(
+    trace: Trace, registry: HandlerRegistry, metric: str, covered: Mapping[str, Any]
+) -> dict[int, tuple[FunctionCall, Lookup]]:
+    """The custom autograd Function calls a handler counts as units, by call id: the outermost
+    ones, outside modules that module handlers count."""
+    handled: dict[int, tuple[FunctionCall, Lookup]] = {}
+    if not registry.counts_function_units:
+        return handled
+    for call in trace.functions:  # in the order they started: outer calls first
+        if not call.name.startswith(PYTHON_OP) or any(i in handled for i in call.calls):
+            continue
+        if any(n in covered for n in call.scope):
+            continue
+        found = registry.lookup(metric, call.name)
+        if found.handler is not None:
+            handled[call.id] = (call, found)
+    return handled
 
 
 def _add(table: Table, owners: tuple[str, ...], value: Mapping[str, Any]) -> None:

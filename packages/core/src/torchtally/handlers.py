@@ -12,7 +12,7 @@ import inspect
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -76,6 +76,18 @@ _DECOMPOSES_INTO = {
 }
 
 
+PYTHON_OP = "prim::PythonOp."  # a custom autograd Function's op name, as a JIT trace gives it
+
+
+def autograd_function_op(function: type | str) -> str:
+    """``prim::PythonOp.<class name>`` for an autograd Function class, or its name."""
+    if isinstance(function, str):
+        return function if function.startswith(PYTHON_OP) else PYTHON_OP + function
+    if not (isinstance(function, type) and issubclass(function, torch.autograd.Function)):
+        raise TypeError(f"expected a torch.autograd.Function subclass, got {function!r}")
+    return PYTHON_OP + function.__name__
+
+
 class CompositeOpError(ValueError):
     """A handler was registered for an op the dispatcher never sees."""
 
@@ -129,7 +141,7 @@ def _op_names(namespace: str) -> _OpNames:
 
 def _check_defined(op: str) -> None:
     namespace, name = op.split("::")
-    if namespace == "prim" and name.startswith("PythonOp."):
+    if op.startswith(PYTHON_OP):
         return  # a custom autograd Function, by class name (fvcore's spelling)
     try:
         getattr(getattr(torch.ops, namespace), name)
@@ -290,6 +302,14 @@ class HandlerSet:
 
         return register
 
+    def function(self, function: type | str, metric: str = "flops") -> Callable[[F], F]:
+        """Decorator for a custom ``torch.autograd.Function``'s handler (its class, or its name
+        as fvcore spells it: ``"prim::PythonOp.MyFunction"``): each ``apply`` is counted as one
+        unit, given as a `FunctionCall`, and the ops it runs are not counted again (a Function
+        whose kernel bypasses the dispatcher, Triton or a C extension, is counted instead of 0).
+        The same as ``add(metric, "prim::PythonOp.MyFunction", handler)``."""
+        return self.handler(autograd_function_op(function), metric=metric)
+
     def name_functions(self, names: Mapping[str, OperatorNames]) -> None:
         """Report ops issued by torch-level function ``f`` under operator ``names[f]``.
 
@@ -383,6 +403,10 @@ class Conflict:
 class HandlerRegistry:
     """Sets layered in order; a later set overrides an earlier one for the same metric and op."""
 
+    # Whether counting gives each custom autograd Function call with a handler to it as one unit
+    # (a registry that resolves those calls itself, as fvcore's drop-in does, turns this off).
+    counts_function_units: ClassVar[bool] = True
+
     def __init__(self, layers: Iterable[tuple[str, HandlerSet]]) -> None:
         self.layers = list(layers)
         self._ops: dict[str, dict[str, Lookup]] = {}
@@ -426,6 +450,10 @@ class HandlerRegistry:
 
     def has_module_handlers(self) -> bool:
         return any(self._modules.values())
+
+    def has_function_handlers(self) -> bool:
+        """Whether a custom autograd Function has a handler (its calls must then be recorded)."""
+        return any(op.startswith(PYTHON_OP) for ops in self._ops.values() for op in ops)
 
     def conflicts(self, first_party: Iterable[str] = ()) -> list[Conflict]:
         """Ops that two plugins (not counting core or the user) both claim for one metric."""

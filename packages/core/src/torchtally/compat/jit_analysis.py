@@ -385,6 +385,8 @@ def _jit_handler(name: str, handle: Any) -> Callable[[OpCall, CountOptions], Any
 class CompatRegistry(HandlerRegistry):
     """A registry resolving each call of `trace` by its metric's `CompatTable`."""
 
+    counts_function_units = False  # the unit calls in the trace stand for autograd Functions
+
     def __init__(self, tables: Mapping[str, CompatTable], trace: Trace) -> None:
         first = next(iter(tables.values()))
         super().__init__(first.base.layers)
