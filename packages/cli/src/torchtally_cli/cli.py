@@ -280,7 +280,8 @@ def _add_output_options(parser: argparse.ArgumentParser, diff: bool = False) -> 
         "--metrics",
         nargs="+",
         metavar="NAME",
-        help="columns shown, in order: params, flops, activations, or a plugin's metric",
+        help="columns shown, in order: params, flops, activations, bytes (memory traffic), "
+        "or a plugin's metric",
     )
     output.add_argument("--units", choices=("human", "raw"), help="4.112G (human) or 4111512576")
     output.add_argument(

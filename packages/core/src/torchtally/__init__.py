@@ -16,7 +16,13 @@ from torchtally.compat import (
 )
 from torchtally.counting import HandlerError, HandlerWarning, UnusedHandlerWarning
 from torchtally.formats import render, save
-from torchtally.handlers import CompositeOpError, CountOptions, HandlerSet, UnknownOpError
+from torchtally.handlers import (
+    ON_REQUEST_METRICS,
+    CompositeOpError,
+    CountOptions,
+    HandlerSet,
+    UnknownOpError,
+)
 from torchtally.hookspecs import hookimpl
 from torchtally.llm import (
     Generation,
@@ -42,6 +48,7 @@ from torchtally.units import format_count
 from torchtally.version import __version__
 
 __all__ = [
+    "ON_REQUEST_METRICS",
     "ActivationAnalyzer",
     "ActivationCountAnalysis",
     "Analysis",

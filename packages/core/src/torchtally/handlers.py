@@ -33,7 +33,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 OperatorNames = str | Mapping[str, str]
 
 ALL_METRICS = "*"
-METRICS = ("flops", "activations")
+METRICS = ("flops", "activations", "bytes")
+# Metrics the output formats show only when asked for (``metrics=``): the default table stays
+# mmengine's (parameters, flops, activations).
+ON_REQUEST_METRICS = frozenset({"bytes"})
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,7 @@ class HandlerSet:
         self._ignored: dict[str, set[str]] = {}
         self._modules: dict[str, dict[str, ModuleHandler]] = {}
         self._operator_names: dict[str, OperatorNames] = {}
+        self._defaults: dict[str, OpHandler] = {}
 
     # --- building ------------------------------------------------------------------------------
 
@@ -293,6 +297,20 @@ class HandlerSet:
             for table in tables:
                 table.pop(op, None)
 
+    def default(self, metric: str, handler: OpHandler | None) -> None:
+        """Count `metric` with `handler` for every op that has no handler of its own for it.
+
+        It also applies to ops ignored for every metric (those do no arithmetic, but may move
+        data: core's ``bytes`` counts copies); an op ignored for `metric` itself stays ignored.
+        None removes this set's default for `metric`.
+        """
+        if handler is None:
+            self._defaults.pop(metric, None)
+            return
+        if not callable(handler):
+            raise TypeError(f"the default {metric} handler must be callable, got {handler!r}")
+        self._defaults[metric] = with_options(handler)
+
     def module(self, module_type: type[nn.Module] | str, metric: str = "flops") -> Callable[[F], F]:
         """Decorator for a module handler: counts a whole module call; its inner ops are skipped."""
 
@@ -344,6 +362,10 @@ class HandlerSet:
             for key, handler in modules.items():
                 yield metric, key, handler
 
+    def default_handlers(self) -> Iterator[tuple[str, OpHandler]]:
+        """``(metric, handler)`` for every default handler (`default`)."""
+        yield from self._defaults.items()
+
     def function_names(self) -> dict[str, OperatorNames]:
         """The operator names given to torch-level functions (`name_functions`)."""
         return dict(self._operator_names)
@@ -355,6 +377,7 @@ class HandlerSet:
         other._ignored = {metric: set(ops) for metric, ops in self._ignored.items()}
         other._modules = {metric: dict(m) for metric, m in self._modules.items()}
         other._operator_names = dict(self._operator_names)
+        other._defaults = dict(self._defaults)
         return other
 
     def claims(self) -> dict[str, list[str]]:
@@ -363,6 +386,7 @@ class HandlerSet:
             **{f"{metric} handlers": sorted(ops) for metric, ops in self._ops.items()},
             **{f"{metric} module handlers": sorted(m) for metric, m in self._modules.items()},
             **{f"ignored ({metric})": sorted(ops) for metric, ops in self._ignored.items()},
+            **{f"{metric} default handler": ["every other op"] for metric in self._defaults},
         }
 
     @classmethod
@@ -413,6 +437,7 @@ class HandlerRegistry:
         self._ignored: dict[str, set[str]] = {}
         self._modules: dict[str, dict[str, tuple[ModuleHandler, str]]] = {}
         self.operator_names: dict[str, OperatorNames] = {}
+        self._defaults: dict[str, Lookup] = {}
         for source, handler_set in self.layers:
             for metric, op, handler in handler_set.handlers():
                 self._ops.setdefault(metric, {})[op] = Lookup(handler, source)
@@ -428,16 +453,26 @@ class HandlerRegistry:
             for metric, key, module_handler in handler_set.module_handlers():
                 self._modules.setdefault(metric, {})[key] = (module_handler, source)
             self.operator_names.update(handler_set.function_names())
+            for metric, default in handler_set.default_handlers():
+                self._defaults[metric] = Lookup(default, source)
 
     def with_layer(self, source: str, handler_set: HandlerSet) -> HandlerRegistry:
         return HandlerRegistry([*self.layers, (source, handler_set)])
 
     def lookup(self, metric: str, op: str) -> Lookup:
-        """The handler for `op` and `metric` with its source, `IGNORED` or `UNHANDLED`."""
+        """The handler for `op` and `metric` with its source, `IGNORED` or `UNHANDLED`.
+
+        In order: the op's own handler for `metric`; ignored for `metric`; the metric's default
+        handler; ignored for every metric; nothing."""
         found = self._ops.get(metric, {}).get(op)
         if found is not None:
             return found
-        if op in self._ignored.get(metric, ()) or op in self._ignored.get(ALL_METRICS, ()):
+        if op in self._ignored.get(metric, ()):
+            return IGNORED
+        default = self._defaults.get(metric)
+        if default is not None:
+            return default
+        if op in self._ignored.get(ALL_METRICS, ()):
             return IGNORED
         return UNHANDLED
 

@@ -9,8 +9,8 @@ additions, as the hook specs do.
   `TensorMeta`) and, if it asks, the `CountOptions`, and returns a `Count` or `NotImplemented`.
   Module handlers get a `ModuleCall`.
 - Helpers for handlers: `first_input`, `first_output`, `output_numel`, `no_activations`,
-  `pointwise_flops`, `reduction_flops`, and the cost tables of core's catalog
-  (`POINTWISE_FLOPS`, `REDUCTION_FLOPS`, `NO_ARITHMETIC_OPS`).
+  `pointwise_flops`, `reduction_flops`, `bytes_moved` (core's default ``bytes`` rule), and the
+  cost tables of core's catalog (`POINTWISE_FLOPS`, `REDUCTION_FLOPS`, `NO_ARITHMETIC_OPS`).
 - Output formats: a `Reporter` renders an `Analysis` (with its `ModuleInfo` per module) as
   text, and through its optional `render_diff` a `Diff` of two; `format_count` writes numbers
   as the built-in formats do. Declare the options a format takes
@@ -24,6 +24,7 @@ from torchtally.compare import Diff, Sweep
 from torchtally.handlers import (
     ALL_METRICS,
     METRICS,
+    ON_REQUEST_METRICS,
     Count,
     CountOptions,
     HandlerSet,
@@ -34,6 +35,7 @@ from torchtally.hookspecs import hookimpl
 from torchtally.ops.catalog import NO_ARITHMETIC_OPS, POINTWISE_FLOPS, REDUCTION_FLOPS
 from torchtally.ops.common import first_input, first_output, no_activations, output_numel
 from torchtally.ops.elementwise import pointwise_flops, reduction_flops
+from torchtally.ops.traffic import bytes_moved
 from torchtally.records import ModuleCall, ModuleInfo, OpCall, TensorMeta, Trace
 from torchtally.reporting import Reporter
 from torchtally.units import format_count
@@ -44,6 +46,7 @@ __all__ = [
     "JSON_SCHEMA_VERSION",
     "METRICS",
     "NO_ARITHMETIC_OPS",
+    "ON_REQUEST_METRICS",
     "POINTWISE_FLOPS",
     "REDUCTION_FLOPS",
     "Analysis",
@@ -61,6 +64,7 @@ __all__ = [
     "TensorMeta",
     "Trace",
     "__version__",
+    "bytes_moved",
     "first_input",
     "first_output",
     "format_count",

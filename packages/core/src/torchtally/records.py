@@ -16,11 +16,13 @@ from torch._subclasses.fake_tensor import unset_fake_temporarily
 
 class TensorMeta(NamedTuple):
     """A tensor as the trace keeps it: its shape and dtype, never its data. A sparse tensor also
-    keeps how many elements it stores (`nnz`); None for a dense one."""
+    keeps how many elements it stores (`nnz`; None for a dense one); a dense tensor that is not
+    contiguous (a transposed or expanded view) its strides (`stride`; None when contiguous)."""
 
     shape: tuple[int, ...]
     dtype: torch.dtype
     nnz: int | None = None
+    stride: tuple[int, ...] | None = None
 
     @property
     def numel(self) -> int:
@@ -35,10 +37,24 @@ class TensorMeta(NamedTuple):
         """Elements stored: `nnz` for a sparse tensor, else every element."""
         return self.numel if self.nnz is None else self.nnz
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the distinct elements it addresses: an expanded (stride 0) dimension counts
+        once, so ``x.expand(8, 1024)`` of a 1024-element ``x`` is 1024 elements, not 8192; a
+        sparse tensor's stored values (its indices not included)."""
+        if self.stride is None:
+            return self.stored * self.dtype.itemsize
+        size = 1
+        for n, step in zip(self.shape, self.stride, strict=False):
+            if step or n == 0:
+                size *= n
+        return size * self.dtype.itemsize
+
     def __repr__(self) -> str:
         dtype = str(self.dtype).removeprefix("torch.")
         nnz = "" if self.nnz is None else f", nnz={self.nnz}"
-        return f"TensorMeta({list(self.shape)}, {dtype}{nnz})"
+        stride = "" if self.stride is None else f", stride={list(self.stride)}"
+        return f"TensorMeta({list(self.shape)}, {dtype}{nnz}{stride})"
 
 
 class PackedMeta(NamedTuple):
@@ -55,6 +71,15 @@ class PackedMeta(NamedTuple):
     transposed: bool = False
 
 
+def tensor_meta(tensor: torch.Tensor) -> TensorMeta:
+    """`tensor`'s `TensorMeta`: strides only when it is dense and not contiguous."""
+    if tensor.layout is not torch.strided:
+        return _sparse_meta(tensor)
+    if tensor.is_contiguous():
+        return TensorMeta(tuple(tensor.shape), tensor.dtype)
+    return TensorMeta(tuple(tensor.shape), tensor.dtype, None, tuple(tensor.stride()))
+
+
 _SCALARS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device})
 
 
@@ -63,9 +88,7 @@ def record_value(value: Any) -> Any:
     if type(value) in _SCALARS:  # most arguments: checked first, as this runs for every op
         return value
     if isinstance(value, torch.Tensor):
-        if value.layout is not torch.strided:
-            return _sparse_meta(value)
-        return TensorMeta(tuple(value.shape), value.dtype)
+        return tensor_meta(value)
     if isinstance(value, (list, tuple)):
         recorded = [record_value(v) for v in value]
         return recorded if isinstance(value, list) else tuple(recorded)

@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any
 
 from torchtally.plugin import Analysis
-from torchtally_reporters.options import PARAMS, Options, parse_options
+from torchtally_reporters.options import PARAMS, Options, available_metrics, parse_options
 
 JSON_OPTIONS: Mapping[str, Any] = {"metrics": None, "flop_unit": "mac"}
 SCHEMA_RESOURCE = ("schema", "analysis.schema.json")
@@ -28,6 +28,8 @@ FLOP_DEFINITIONS = {
 
 def render_json(analysis: Analysis, **options: Any) -> str:
     """The analysis as indented JSON with a stable key order."""
+    if options.get("metrics") is None:  # every number: on-request metrics (bytes) too
+        options = {**options, "metrics": available_metrics(analysis)}
     opts = parse_options("json", analysis, options, JSON_OPTIONS)
     return json.dumps(analysis_document(analysis, opts), indent=2)
 

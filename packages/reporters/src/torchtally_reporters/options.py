@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from torchtally.plugin import Analysis
+from torchtally.plugin import ON_REQUEST_METRICS, Analysis
 
 PARAMS = "params"
 UNITS = ("human", "raw")
@@ -63,6 +63,12 @@ class Options:
 def available_metrics(analysis: Analysis) -> tuple[str, ...]:
     """What the ``metrics`` option can name: parameters, then every metric the analysis counted."""
     return (PARAMS, *analysis.metrics)
+
+
+def default_metrics(analysis: Analysis) -> tuple[str, ...]:
+    """What a format shows without ``metrics``: the available ones but those shown on request
+    (``bytes``), so the default table stays mmengine's."""
+    return tuple(m for m in available_metrics(analysis) if m not in ON_REQUEST_METRICS)
 
 
 def parse_options(
@@ -126,7 +132,7 @@ def _max_depth(value: Any) -> int | None:
 def _metrics(value: Any, analysis: Analysis) -> tuple[str, ...]:
     available = available_metrics(analysis)
     if value is None:
-        return available
+        return default_metrics(analysis)
     names = (value,) if isinstance(value, str) else _tuple_of_str("metrics", value)
     unknown = [name for name in names if name not in available]
     if unknown:

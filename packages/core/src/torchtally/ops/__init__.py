@@ -20,6 +20,7 @@ from torchtally.ops import (
     quantized,
     rnn,
     scatter,
+    traffic,
 )
 
 handlers = HandlerSet()
@@ -37,6 +38,7 @@ for module in (
     scatter,
     ctc,
     quantized,
+    traffic,
 ):
     module.register(handlers)
 

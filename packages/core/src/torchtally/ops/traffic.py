@@ -1,0 +1,183 @@
+"""The ``bytes`` metric: memory traffic, bytes read plus bytes written, for every op.
+
+One default handler covers every recorded op (a plugin or user handler for ``bytes`` overrides it
+per op). The rule: an op reads every tensor argument and writes every tensor it returns (and any
+argument it mutates without returning it), each at its dtype's element size, counting only the
+distinct elements a strided tensor addresses (an expanded dimension once). Views and
+metadata-only ops move nothing. Arguments an op only overwrites (``out=`` targets, ``copy_``'s and
+``fill_``'s destination) are written, not read. Gathers read what they gather, not their whole
+source; in-place scatters write what they scatter, not their whole destination. Fused kernels and
+caches make real traffic lower: see docs/conventions.md ("Bytes moved").
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from torchtally.handlers import HandlerSet
+from torchtally.records import OpCall, TensorMeta
+
+# Ops that only make or change metadata: no element is read or written. (Views are found from
+# their schema: every return aliases an argument without writing it.)
+METADATA_OPS = frozenset(
+    {
+        "aten::_efficientzerotensor",
+        "aten::_reshape_alias",
+        "aten::_resize_output_",
+        "aten::_unsafe_view",
+        "aten::empty",
+        "aten::empty_like",
+        "aten::empty_permuted",
+        "aten::empty_strided",
+        "aten::lift",
+        "aten::lift_fresh",
+        "aten::new_empty",
+        "aten::new_empty_strided",
+        "aten::resize_",
+        "aten::resize_as_",
+        "aten::set_",
+    }
+)
+# In-place ops that overwrite `self` without reading it (their other tensor arguments are read).
+OVERWRITE_OPS = frozenset(
+    {
+        "aten::bernoulli_",
+        "aten::cauchy_",
+        "aten::copy_",
+        "aten::exponential_",
+        "aten::fill_",
+        "aten::geometric_",
+        "aten::log_normal_",
+        "aten::normal_",
+        "aten::random_",
+        "aten::uniform_",
+        "aten::zero_",
+    }
+)
+# Gathers: the argument they gather from, of which only what lands in the output is read.
+GATHER_SOURCES = {
+    "aten::embedding": "weight",
+    "aten::gather": "self",
+    "aten::index": "self",
+    "aten::index_select": "self",
+    "aten::take": "self",
+    "aten::take_along_dim": "self",
+}
+# In-place scatters: they write as many elements as their largest other tensor argument (the
+# values or the index), not the whole `self`; the accumulating ones also read those elements.
+SCATTER_OPS = frozenset(
+    {
+        "aten::_index_put_impl_",
+        "aten::index_copy_",
+        "aten::index_put_",
+        "aten::masked_scatter_",
+        "aten::scatter_",
+    }
+)
+ACCUMULATING_SCATTER_OPS = frozenset(
+    {"aten::index_add_", "aten::index_reduce_", "aten::scatter_add_", "aten::scatter_reduce_"}
+)
+
+
+@dataclass(frozen=True)
+class _Schema:
+    """What the ``bytes`` rule needs to know about an op overload's schema."""
+
+    moves_nothing: bool = False
+    not_read: frozenset[str] = frozenset()  # arguments only written (out=, overwritten self)
+    written: tuple[str, ...] = ()  # arguments written but not returned
+
+
+@functools.cache
+def _schema(op: str, overload: str) -> _Schema:
+    if op in METADATA_OPS:
+        return _Schema(moves_nothing=True)
+    namespace, _, name = op.partition("::")
+    try:
+        func = getattr(getattr(getattr(torch.ops, namespace), name), overload)
+        schema = func._schema
+    except (AttributeError, RuntimeError):
+        return _Schema()  # a higher-order op, or a library not loaded: the general rule
+    if torch.Tag.inplace_view in func.tags:
+        return _Schema(moves_nothing=True)  # t_, squeeze_, as_strided_: metadata in place
+    returns = schema.returns
+    if returns and all(r.alias_info is not None and not r.alias_info.is_write for r in returns):
+        return _Schema(moves_nothing=True)  # a view
+    returned = {
+        alias for r in returns if r.alias_info is not None for alias in r.alias_info.before_set
+    }
+    not_read: set[str] = set()
+    written: list[str] = []
+    for argument in schema.arguments:
+        alias = argument.alias_info
+        if alias is None or not alias.is_write:
+            continue
+        if argument.is_out or (op in OVERWRITE_OPS and argument.name == "self"):
+            not_read.add(argument.name)
+        if not returned.intersection(alias.before_set):
+            written.append(argument.name)
+    return _Schema(not_read=frozenset(not_read), written=tuple(written))
+
+
+def _nbytes(value: Any) -> int:
+    """Bytes of every tensor in a recorded value (a tensor, or a list or tuple of them)."""
+    kind = type(value)
+    if kind is TensorMeta:
+        return int(value.nbytes)
+    if kind is list or kind is tuple:
+        return sum(v.nbytes for v in value if type(v) is TensorMeta)
+    return 0
+
+
+def bytes_moved(call: OpCall) -> int:
+    """Bytes `call` reads and writes (see the module docstring)."""
+    info = _schema(call.op, call.overload)
+    if info.moves_nothing:
+        return 0
+    op = call.op
+    if op in GATHER_SOURCES:
+        return _gather_bytes(call, GATHER_SOURCES[op])
+    if op in SCATTER_OPS or op in ACCUMULATING_SCATTER_OPS:
+        return _scatter_bytes(call)
+    not_read = info.not_read
+    moved = 0
+    for name, value in call.arguments.items():
+        if name not in not_read:
+            moved += _nbytes(value)
+    for name in info.written:
+        moved += _nbytes(call.arguments[name])
+    for value in call.outputs:
+        moved += _nbytes(value)
+    return moved
+
+
+def _gather_bytes(call: OpCall, source: str) -> int:
+    """Indices read, gathered elements read from the source, and the output written."""
+    out = sum(_nbytes(value) for value in call.outputs)
+    indices = sum(_nbytes(v) for name, v in call.arguments.items() if name != source)
+    return indices + 2 * out
+
+
+def _scatter_bytes(call: OpCall) -> int:
+    """Values and indices read; as many elements of `self` written (read too if accumulating)."""
+    target = call.arguments["self"]
+    others = [
+        t
+        for name, value in call.arguments.items()
+        if name != "self"
+        for t in (value if type(value) in (list, tuple) else (value,))  # TensorMeta is a tuple
+        if type(t) is TensorMeta
+    ]
+    read = sum(t.nbytes for t in others)
+    elements = max((t.nbytes // t.dtype.itemsize for t in others), default=0)
+    written = min(elements, target.numel) * target.dtype.itemsize
+    accumulate = call.op in ACCUMULATING_SCATTER_OPS or call.arguments.get("accumulate") is True
+    return int(read + written * (2 if accumulate else 1))
+
+
+def register(handlers: HandlerSet) -> None:
+    handlers.default("bytes", bytes_moved)
