@@ -28,10 +28,16 @@ FLOP_DEFINITIONS = {
 
 def render_json(analysis: Analysis, **options: Any) -> str:
     """The analysis as indented JSON with a stable key order."""
-    if options.get("metrics") is None:  # every number: on-request metrics (bytes) too
-        options = {**options, "metrics": available_metrics(analysis)}
-    opts = parse_options("json", analysis, options, JSON_OPTIONS)
+    opts = parse_options("json", analysis, every_metric(analysis, options), JSON_OPTIONS)
     return json.dumps(analysis_document(analysis, opts), indent=2)
+
+
+def every_metric(analysis: Analysis, options: Mapping[str, Any]) -> dict[str, Any]:
+    """`options` with every metric when it names none: a document holds every number, those
+    the table shows only on request (``bytes``) too."""
+    if options.get("metrics") is None:
+        return {**options, "metrics": available_metrics(analysis)}
+    return dict(options)
 
 
 def analysis_document(analysis: Analysis, options: Options) -> dict[str, Any]:
