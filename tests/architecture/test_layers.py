@@ -20,7 +20,7 @@ CORE = ROOT / "packages" / "core" / "src" / "torchtally"
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("records", frozenset({"version", "units", "records", "params"})),
     ("handlers", frozenset({"handlers"})),
-    ("tracing", frozenset({"inputs", "state", "fake", "tracer", "artefacts"})),
+    ("tracing", frozenset({"inputs", "state", "fake", "memory", "tracer", "artefacts"})),
     ("counting", frozenset({"counting"})),
     ("analysis", frozenset({"analysis", "compare"})),
     ("reporting types", frozenset({"reporting"})),

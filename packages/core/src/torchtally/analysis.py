@@ -18,6 +18,7 @@ from torchtally.counting import (
     warn_unused_handlers,
 )
 from torchtally.handlers import CountOptions, HandlerRegistry, HandlerSet
+from torchtally.memory import memory_summary
 from torchtally.params import count_by_prefix
 from torchtally.records import ModuleInfo, TensorMeta, Trace
 from torchtally.version import __version__
@@ -102,6 +103,22 @@ class Analysis:
         """Ops that did arithmetic but had no handler for `metric`, with how often they ran."""
         table = self._table(self._unsupported, metric, phase)
         return dict(table[self.canonical_module_name(module)])
+
+    def memory(self) -> dict[str, Any]:
+        """The memory footprint of the run, in bytes (a fresh dict):
+
+        - ``params_bytes``, ``buffers_bytes``: per dtype name (``{"float32": 102228128}``);
+        - ``trainable_params``, ``frozen_params``: parameter counts (``requires_grad`` or not);
+        - ``input_bytes``: the tensors passed in;
+        - ``peak_activation_bytes``: the peak of the storage the run allocated itself (results,
+          saved tensors, gradients), beyond parameters, buffers and inputs, from the storage
+          lifetimes of the trace; ``peak_activation_bytes_by_phase`` per phase and
+          ``peak_activation_bytes_by_module`` while each top-level module's forward ran;
+        - ``peak_bytes``: parameters, buffers, inputs and the activation peak together.
+
+        Kernels' internal scratch memory is not seen (see docs/conventions.md, "Memory").
+        """
+        return memory_summary(self.trace)
 
     @property
     def phases(self) -> tuple[str, ...]:
@@ -237,6 +254,7 @@ class Analysis:
                 for name, info in self.modules.items()
             },
             "uncalled_modules": sorted(self.uncalled_modules),
+            "memory": self.memory(),
             **({"phases": self._phases_dict()} if len(self.phases) > 1 else {}),
             "handler_failures": [str(f) for f in self.handler_failures],
         }

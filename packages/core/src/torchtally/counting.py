@@ -176,7 +176,7 @@ def count_trace(
                 value = runner.run(found.handler, call, metric, call.op, found.source)
             if value is None:
                 _add(unsupported, owners, {call.op: 1})
-            else:
+            elif value:  # a count of 0 adds no operator key (as in fvcore)
                 _add(counts, owners, _nonzero(value, operator_name(call, registry.operator_names)))
         counts, unsupported = result.tables("forward", metric, trace.modules)
         for module_call in trace.module_calls:
@@ -271,6 +271,8 @@ class _HandlerRunner:
         except Exception as error:
             problem = f"raised {type(error).__name__}: {error}"
             return self._fail(HandlerFailure(metric, label, source, problem, error))
+        if type(value) is int and value >= 0:
+            return value  # the common case, checked first
         if value is NotImplemented:
             return None
         invalid = _invalid(value)

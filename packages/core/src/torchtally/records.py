@@ -251,6 +251,16 @@ class ModuleInfo:
 
 
 @dataclass(frozen=True)
+class StorageLife:
+    """One storage the run allocated: its size, the index of the op that made it, and how many
+    ops had run when it was freed (None: still alive when the run ended)."""
+
+    nbytes: int
+    created: int
+    freed: int | None
+
+
+@dataclass(frozen=True)
 class Trace:
     """Everything one run of the model recorded. Counting reads only this."""
 
@@ -267,3 +277,9 @@ class Trace:
     shared_params: Mapping[str, str] = field(default_factory=dict)
     # the calls of watched functions, in the order they started (see `FunctionCall`)
     functions: tuple[FunctionCall, ...] = ()
+    # their dtypes, and those that do not require grad; the buffers, by first name
+    param_dtypes: Mapping[str, torch.dtype] = field(default_factory=dict)
+    frozen_params: frozenset[str] = frozenset()
+    buffers: Mapping[str, TensorMeta] = field(default_factory=dict)
+    # every storage the run allocated, with when it was made and freed (torchtally.memory)
+    storages: tuple[StorageLife, ...] = ()

@@ -29,6 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from torchtally.fake import NEEDS_REAL_DATA, FailedCall, FakeOutputs, fake_model, rejected_inputs
 from torchtally.inputs import has_forward
+from torchtally.memory import StorageTracker
 from torchtally.params import parameter_shapes
 from torchtally.records import (
     FunctionCall,
@@ -38,6 +39,7 @@ from torchtally.records import (
     Trace,
     iter_tensors,
     record_value,
+    tensor_meta,
 )
 from torchtally.state import preserve_model_state
 
@@ -121,10 +123,11 @@ def module_tree(model: nn.Module) -> tuple[dict[int, str], dict[str, ModuleInfo]
 class _Schema:
     """Per-op facts cached once: names, argument names and defaults."""
 
-    __slots__ = ("defaults", "names", "op", "overload", "stats", "writes")
+    __slots__ = ("defaults", "fresh", "names", "op", "overload", "stats", "writes")
 
     def __init__(self, func: Any) -> None:
         self.stats: tuple[int, ...] = ()
+        self.fresh = True  # may return new storage (not only views and written arguments)
         if isinstance(func, torch._ops.HigherOrderOperator):
             self._init_higher_order(func)
             return
@@ -142,6 +145,7 @@ class _Schema:
         ]
         if self.op in _UNDECLARED_STATS_WRITERS:
             self.stats = tuple(map(self.names.index, ("training", "running_mean", "running_var")))
+        self.fresh = any(r.alias_info is None for r in schema.returns)
 
     def written(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[Any]:
         """The arguments this call writes: those its schema declares, and batch norm's running
@@ -317,6 +321,7 @@ class _OpRecorder(TorchDispatchMode):
         self.run_op = run_op
         self.node_origins: dict[int, tuple[tuple[str, ...], str | None]] = {}
         self._schemas: dict[Any, _Schema] = {}
+        self.storages: StorageTracker | None = None  # set by run_traced
 
     def __torch_dispatch__(
         self,
@@ -345,6 +350,8 @@ class _OpRecorder(TorchDispatchMode):
             raise
         if not self.keep:
             return out
+        if schema.fresh and self.storages is not None:
+            self.storages.track(out)
         needs_grad = None
         if self.phase == "forward":
             scope = self.scope.stack
@@ -538,6 +545,7 @@ def run_traced(
     tree = runner.tree(model)
     param_names = [name for name, _ in model.named_parameters()]
     shared_params = shared_parameters(model)
+    buffer_names = {name for name, _ in model.named_buffers()}
     scope = _ModuleScope(tree.canonical)
     functions = _FunctionScope(watch, scope)
     with ExitStack() as stack:
@@ -554,6 +562,8 @@ def run_traced(
             fake_context, run_op = fake_mode, FakeOutputs(fake_mode)
         recorder = _OpRecorder(scope, functions, guard, track_nodes=backward, run_op=run_op)
         functions.ops = recorder.ops
+        existing = [*model.parameters(), *model.buffers(), *iter_tensors((args, kwargs))]
+        recorder.storages = StorageTracker(recorder.ops, existing)
         _prepare_lazy_modules(model, recorder, fake_module)  # outside the fake mode
         stack.enter_context(fake_context)
         stack.enter_context(torch.set_grad_enabled(backward))
@@ -581,7 +591,16 @@ def run_traced(
         # forward registered (and the guard removes) are not the model's
         shapes = parameter_shapes(model)
         param_shapes = {name: shapes[name] for name in param_names if name in shapes}
+        params = dict(model.named_parameters())
+        param_dtypes = {name: params[name].dtype for name in param_shapes}
+        frozen = frozenset(name for name in param_shapes if not params[name].requires_grad)
+        buffers = {
+            name: tensor_meta(b)
+            for name, b in model.named_buffers()
+            if name in buffer_names and not is_lazy(b)
+        }
         infos = _infos(tree, recorder)
+        storages = recorder.storages.close()
     trace = Trace(
         ops=tuple(recorder.ops),
         module_calls=tuple(scope.calls),
@@ -592,6 +611,10 @@ def run_traced(
         param_shapes=param_shapes,
         shared_params=shared_params,
         functions=tuple(sorted(functions.recorded, key=lambda call: call.id)),
+        param_dtypes=param_dtypes,
+        frozen_params=frozen,
+        buffers=buffers,
+        storages=storages,
     )
     return runner.finish(trace)
 
@@ -719,6 +742,8 @@ def _run_backward(
         )
     with recorder.paused():
         seeds = [torch.ones_like(t) for t in roots]
+    if recorder.storages is not None:
+        recorder.storages.track(seeds)
     recorder.phase = "backward"
     # autograd.backward, not autograd.grad, which reentrant checkpointing refuses; the leaves'
     # .grad is set aside and put back, so nothing the user holds changes.

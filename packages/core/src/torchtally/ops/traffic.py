@@ -21,8 +21,33 @@ import torch
 from torchtally.handlers import HandlerSet
 from torchtally.records import OpCall, TensorMeta
 
-# Ops that only make or change metadata: no element is read or written. (Views are found from
-# their schema: every return aliases an argument without writing it.)
+# The commonest views, ignored for bytes up front so counting skips them; any other view is found
+# from its schema (every return aliases an argument without writing it) and moves 0 as well.
+VIEW_OPS = frozenset(
+    {
+        "aten::_reshape_alias",
+        "aten::alias",
+        "aten::as_strided",
+        "aten::detach",
+        "aten::diagonal",
+        "aten::expand",
+        "aten::permute",
+        "aten::select",
+        "aten::slice",
+        "aten::split",
+        "aten::split_with_sizes",
+        "aten::squeeze",
+        "aten::t",
+        "aten::transpose",
+        "aten::unbind",
+        "aten::unfold",
+        "aten::unsqueeze",
+        "aten::view",
+        "aten::view_as_complex",
+        "aten::view_as_real",
+    }
+)
+# Ops that only make or change metadata: no element is read or written.
 METADATA_OPS = frozenset(
     {
         "aten::_efficientzerotensor",
@@ -181,3 +206,4 @@ def _scatter_bytes(call: OpCall) -> int:
 
 def register(handlers: HandlerSet) -> None:
     handlers.default("bytes", bytes_moved)
+    handlers.ignore(*VIEW_OPS, *METADATA_OPS, metric="bytes")

@@ -1,0 +1,105 @@
+"""torchtally's peak activation memory against what PyTorch's CPU allocator reports.
+
+    python benchmarks/memory_vs_measured.py                 # every case, forward and training
+    python benchmarks/memory_vs_measured.py --cases resnet50 --steps forward
+
+The estimate is `analysis.memory()["peak_activation_bytes"]` from a fake-mode analysis (nothing
+runs for real). The measurement runs the model for real under `torch.profiler` with
+``profile_memory=True``: every allocation and free of the CPU allocator, in order; the peak of
+their running sum is the most memory the step held beyond what existed before it (parameters,
+buffers, inputs). "forward" is one forward pass under ``torch.no_grad()`` (eval mode);
+"training" is one forward pass with autograd (train mode) and the backward pass of every
+floating-point output with a gradient of ones, as ``analyze(..., backward=True)`` runs it; the
+parameters' gradients are part of its peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+CASES = ("resnet50", "vit_b_16", "bert_base", "llama")
+STEPS = ("forward", "training")
+
+
+def measured_peak(model: Any, args: tuple[Any, ...], backward: bool) -> int:
+    """The peak of the bytes the CPU allocator held during one step, beyond those at its start."""
+    import torch
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    from torchtally.records import iter_tensors
+
+    def step() -> None:
+        with torch.set_grad_enabled(backward):
+            outputs = model(*args)
+            if backward:
+                roots = [
+                    t for t in iter_tensors(outputs) if t.is_floating_point() and t.requires_grad
+                ]
+                torch.autograd.backward(roots, [torch.ones_like(t) for t in roots])
+        del outputs
+
+    step()  # warm-up: one-off allocations (caches, lazy initialisation) happen here
+    model.zero_grad(set_to_none=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step()
+    model.zero_grad(set_to_none=True)
+    events = []
+    pending = list(prof.profiler.kineto_results.experimental_event_tree())
+    while pending:
+        node = pending.pop()
+        if node.typed[0] == _EventType.Allocation and node.typed[1].device.type == "cpu":
+            events.append((node.start_time_ns, node.typed[1].alloc_size))
+        pending.extend(node.children)
+    live = peak = 0
+    for _, size in sorted(events):
+        live += size
+        peak = max(peak, live)
+    return peak
+
+
+def estimated_peak(model: Any, args: tuple[Any, ...], backward: bool) -> int:
+    import torchtally
+
+    analysis = torchtally.analyze(
+        model, args, mode="fake", backward=backward, warn_unsupported=False
+    )
+    return int(analysis.memory()["peak_activation_bytes"])
+
+
+def compare(case: str, step: str) -> tuple[int, int]:
+    """(estimated, measured) peak activation bytes of `case` for `step`."""
+    from benchmark import build_case
+
+    model, args = build_case(case)
+    backward = step == "training"
+    model.train(backward)
+    return estimated_peak(model, args, backward), measured_peak(model, args, backward)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
+    args = parser.parse_args(argv)
+    print("| model | step | torchtally MB | measured MB | error |")
+    print("|-------|------|---------------|-------------|-------|")
+    for case in args.cases:
+        for step in args.steps:
+            estimate, measured = compare(case, step)
+            error = (estimate - measured) / measured * 100
+            row = f"| {case} | {step} | {estimate / 1e6:.1f} | {measured / 1e6:.1f} |"
+            print(f"{row} {error:+.1f}% |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
