@@ -134,6 +134,7 @@ def test_matmuls_and_convolutions() -> None:
     analysis = torchtally.analyze(conv, torch.randn(1, 3, 16, 16))
     inputs, weight, bias, output = 3 * 16 * 16, 8 * 3 * 3 * 3, 8, 8 * 16 * 16
     assert analysis.total("bytes") == (inputs + weight + bias + output) * F32
+    assert analysis.by_operator("bytes") == {"conv": (inputs + weight + bias + output) * F32}
 
 
 def test_embedding_reads_the_rows_it_gathers_not_the_table() -> None:

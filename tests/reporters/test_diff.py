@@ -42,7 +42,7 @@ def diff() -> torchtally.Diff:
 
 def test_pairs_per_module_and_operator(diff: torchtally.Diff) -> None:
     assert diff.labels == ("narrow", "wide")
-    assert diff.metrics == ("params", "flops", "activations")
+    assert diff.metrics == ("params", "flops", "activations", "bytes")
     assert diff.modules == ("", "fc1", "fc2", "extra")
     # flops: batch 2 x (10 x width + width x 10) (+ 2 x 100 for extra)
     assert diff.by_module("flops") == {

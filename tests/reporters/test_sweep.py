@@ -28,12 +28,19 @@ def sweep() -> torchtally.Sweep:
 
 
 def test_totals_and_labels(sweep: torchtally.Sweep) -> None:
-    assert sweep.metrics == ("params", "flops", "activations")
+    assert sweep.metrics == ("params", "flops", "activations", "bytes")
     assert sweep.labels() == ["1", "2", "8"]
     assert sweep.totals("flops") == [112, 224, 896]  # n x (10*8 + 8*4)
     assert sweep.totals("params") == [124, 124, 124]
     document = sweep.to_dict()
-    assert document["points"][2]["totals"] == {"params": 124, "flops": 896, "activations": 96}
+    # bytes: each linear reads its bias, input and weight and writes its output (float32)
+    moved = 4 * ((8 + 8 * 10 + 80 + 8 * 8) + (4 + 8 * 8 + 32 + 8 * 4))
+    assert document["points"][2]["totals"] == {
+        "params": 124,
+        "flops": 896,
+        "activations": 96,
+        "bytes": moved,
+    }
     assert document["points"][2]["values"] == {"batch": 8}
     with pytest.raises(ValueError, match="one analysis per point"):
         torchtally.Sweep(("batch",), ((1,),), ())
@@ -68,7 +75,7 @@ def test_html_sweep_plots(browser: Any, sweep: torchtally.Sweep, tmp_path: Path)
     path = tmp_path / "sweep.html"
     path.write_text(sweep.render("html"), encoding="utf-8")
     page = Page(browser, path)
-    assert page.page.locator(".plot canvas").count() == 3  # one uPlot chart per metric
+    assert page.page.locator(".plot canvas").count() == len(sweep.metrics)  # one per metric
     shown = page.page.eval_on_selector_all(
         "#sweep-table tr",
         "rows => rows.slice(1).map(r => Number(r.cells[3].querySelector('[data-raw]')"

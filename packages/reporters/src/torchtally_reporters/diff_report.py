@@ -15,7 +15,7 @@ from typing import Any
 
 import tabulate
 
-from torchtally.plugin import Diff, format_count
+from torchtally.plugin import ON_REQUEST_METRICS, Diff, format_count
 from torchtally_reporters.options import (
     FLOP_UNITS,
     FLOPS_PER_MAC,
@@ -47,8 +47,8 @@ def diff_options(
         )
     values = {**defaults, **given}
     metrics = values.get("metrics")
-    if metrics is None:
-        values["metrics"] = diff.metrics
+    if metrics is None:  # those shown on request (bytes) only when asked for, as in a table
+        values["metrics"] = tuple(m for m in diff.metrics if m not in ON_REQUEST_METRICS)
     else:
         names = (metrics,) if isinstance(metrics, str) else tuple(metrics)
         unknown = [name for name in names if name not in diff.metrics]

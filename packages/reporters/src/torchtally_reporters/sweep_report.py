@@ -12,7 +12,7 @@ from typing import Any
 
 import tabulate
 
-from torchtally.plugin import Sweep, format_count
+from torchtally.plugin import ON_REQUEST_METRICS, Sweep, format_count
 from torchtally_reporters.options import FLOP_UNITS, FLOPS_PER_MAC, UNITS, _choice
 
 SWEEP_TABLE_OPTIONS: Mapping[str, Any] = {"metrics": None, "units": "human", "flop_unit": "mac"}
@@ -30,7 +30,7 @@ def sweep_options(
     values = {**defaults, **given}
     metrics = values.get("metrics")
     names = (
-        sweep.metrics
+        tuple(m for m in sweep.metrics if m not in ON_REQUEST_METRICS)  # bytes on request
         if metrics is None
         else ((metrics,) if isinstance(metrics, str) else tuple(metrics))
     )

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from torchtally.handlers import HandlerSet
-from torchtally.records import OpCall, TensorMeta
+from torchtally.records import OpCall, PackedMeta, TensorMeta
 
 # The commonest views, ignored for bytes up front so counting skips them; any other view is found
 # from its schema (every return aliases an argument without writing it) and moves 0 as well.
@@ -149,12 +149,15 @@ def _schema(op: str, overload: str) -> _Schema:
 
 
 def _nbytes(value: Any) -> int:
-    """Bytes of every tensor in a recorded value (a tensor, or a list or tuple of them)."""
+    """Bytes of every tensor in a recorded value (a tensor, a list or tuple of them, a packed
+    weight)."""
     kind = type(value)
     if kind is TensorMeta:
         return int(value.nbytes)
     if kind is list or kind is tuple:
         return sum(v.nbytes for v in value if type(v) is TensorMeta)
+    if kind is PackedMeta and value.weight is not None:
+        return int(value.weight.nbytes)  # a quantized op's packed weight
     return 0
 
 
@@ -204,6 +207,15 @@ def _scatter_bytes(call: OpCall) -> int:
     return int(read + written * (2 if accumulate else 1))
 
 
+def conv_bytes(call: OpCall) -> dict[str, int]:
+    """A convolution's bytes under the name its flops have (``conv``), whichever op ran it."""
+    return {"conv": bytes_moved(call)}
+
+
 def register(handlers: HandlerSet) -> None:
     handlers.default("bytes", bytes_moved)
+    handlers.add_ops(
+        ("aten::convolution", "aten::_convolution", "aten::convolution_backward"),
+        bytes=conv_bytes,
+    )
     handlers.ignore(*VIEW_OPS, *METADATA_OPS, metric="bytes")
