@@ -19,6 +19,7 @@ from torch import nn
 from torchtally.analysis import Analysis
 from torchtally.api import log_unsupported, registry_with
 from torchtally.artefacts import as_program
+from torchtally.compat.printing import parameter_table
 from torchtally.handlers import (
     CompositeOpError,
     CountOptions,
@@ -28,9 +29,8 @@ from torchtally.handlers import (
     ignoring_only,
 )
 from torchtally.inputs import build_inputs
-from torchtally.params import parameter_shapes
 from torchtally.records import Trace
-from torchtally.tracer import module_tree, run_traced
+from torchtally.tracer import run_traced
 from torchtally.units import format_count
 
 logger = logging.getLogger("torchtally")
@@ -256,23 +256,7 @@ def _legacy_count(
 
 def parameter_count_table(model: nn.Module, max_depth: int = 3) -> str:
     """fvcore's parameter table (name, #elements or shape), rendered by the reporters plugin."""
-    _, infos = module_tree(model)
-    empty = Trace(
-        ops=(),
-        module_calls=(),
-        modules=infos,
-        called_modules=frozenset(),
-        input_shapes=(),
-        param_shapes=parameter_shapes(model),
-    )
-    analysis = Analysis(
-        trace=empty,
-        registry=HandlerRegistry([]),
-        options=CountOptions(),
-        ancestor_mode="owner",
-        metrics=(),
-    )
-    return analysis.render("parameters", max_depth=max_depth)
+    return parameter_table(model, max_depth)
 
 
 def get_model_complexity_info(
