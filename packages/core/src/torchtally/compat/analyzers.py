@@ -19,7 +19,7 @@ from torch import nn
 from torchtally.analysis import Analysis
 from torchtally.api import log_unsupported, registry_with
 from torchtally.artefacts import as_program
-from torchtally.compat.printing import parameter_table
+from torchtally.compat.printing import check_shape_or_inputs, complexity_info, parameter_table
 from torchtally.handlers import (
     CompositeOpError,
     CountOptions,
@@ -31,7 +31,6 @@ from torchtally.handlers import (
 from torchtally.inputs import build_inputs
 from torchtally.records import Trace
 from torchtally.tracer import run_traced
-from torchtally.units import format_count
 
 logger = logging.getLogger("torchtally")
 
@@ -270,10 +269,7 @@ def get_model_complexity_info(
 
     `input_shape` gets batch size 1 prepended; a tuple of tuples builds several inputs.
     """
-    if input_shape is None and inputs is None:
-        raise ValueError('One of "input_shape" and "inputs" should be set.')
-    if input_shape is not None and inputs is not None:
-        raise ValueError('"input_shape" and "inputs" cannot be both set.')
+    check_shape_or_inputs(input_shape, inputs)
     module, runner, *_ = as_program(model)
     args, kwargs = build_inputs(module, inputs, input_shape)
     trace = run_traced(module, args, kwargs, runner=runner)
@@ -287,16 +283,7 @@ def get_model_complexity_info(
     log_unsupported(analysis)
     flops, activations = analysis.total("flops"), analysis.total("activations")
     params = analysis.params.get("", 0)
-    return {
-        "flops": flops,
-        "flops_str": format_count(flops),
-        "activations": activations,
-        "activations_str": format_count(activations),
-        "params": params,
-        "params_str": format_count(params),
-        # mmengine's table ends with a newline (its rich console adds one); so does ours.
-        "out_table": (
-            "\n" + analysis.render("table", show_param_shapes=True) + "\n" if show_table else ""
-        ),
-        "out_arch": "\n" + analysis.render("arch") if show_arch else "",
-    }
+    # mmengine's table ends with a newline (its rich console adds one); so does ours.
+    table = "\n" + analysis.render("table", show_param_shapes=True) + "\n" if show_table else ""
+    arch = "\n" + analysis.render("arch") if show_arch else ""
+    return complexity_info(flops, activations, params, table, arch)

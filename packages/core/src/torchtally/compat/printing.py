@@ -1,4 +1,5 @@
-"""fvcore's and mmengine's printouts of analyzers: tables, the annotated module tree, parameters.
+"""fvcore's and mmengine's printouts of analyzers: tables, the annotated module tree, parameters;
+and mmengine's ``get_model_complexity_info`` result, which holds them.
 
 The layouts are the reporters' (``table``, ``arch``, ``parameters`` formats of
 ``torchtally-reporters``), given one `Analysis` that holds the flops and, when given, the
@@ -7,7 +8,7 @@ activations analyzer's counts, both from one run of the model.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -17,6 +18,7 @@ from torchtally.handlers import CountOptions, HandlerRegistry
 from torchtally.params import parameter_shapes
 from torchtally.records import Trace
 from torchtally.tracer import module_tree
+from torchtally.units import format_count
 
 if TYPE_CHECKING:
     from torchtally.compat.jit_analysis import JitModelAnalysis
@@ -124,3 +126,28 @@ def parameter_table(model: nn.Module, max_depth: int = 3, style: str = "pipe") -
         title = f"parameter count of {type(model).__name__}"
         return analysis.render("parameters", max_depth=max_depth, style="box", title=title)
     return analysis.render("parameters", max_depth=max_depth)
+
+
+def check_shape_or_inputs(input_shape: object, inputs: object) -> None:
+    """mmengine's rule for ``get_model_complexity_info``: exactly one of the two is given."""
+    if input_shape is None and inputs is None:
+        raise ValueError('One of "input_shape" and "inputs" should be set.')
+    if input_shape is not None and inputs is not None:
+        raise ValueError('"input_shape" and "inputs" cannot be both set.')
+
+
+def complexity_info(
+    flops: int, activations: int, params: int, table: str, arch: str
+) -> dict[str, Any]:
+    """mmengine's ``get_model_complexity_info`` result: the totals, their short forms
+    (``4.112G``), the table and the module tree."""
+    return {
+        "flops": flops,
+        "flops_str": format_count(flops),
+        "activations": activations,
+        "activations_str": format_count(activations),
+        "params": params,
+        "params_str": format_count(params),
+        "out_table": table,
+        "out_arch": arch,
+    }

@@ -9,9 +9,13 @@ from torch import nn
 
 from torchtally.compat.jit_analysis import JitModelAnalysis
 from torchtally.compat.mmengine.complexity_analysis import ActivationAnalyzer, FlopAnalyzer
-from torchtally.compat.printing import stats_str, stats_table
+from torchtally.compat.printing import (
+    check_shape_or_inputs,
+    complexity_info,
+    stats_str,
+    stats_table,
+)
 from torchtally.inputs import build_inputs
-from torchtally.units import format_count
 
 
 def complexity_stats_table(
@@ -42,10 +46,7 @@ def get_model_complexity_info(
     """Flops, activations and parameters of `model` (numbers and short strings), with the
     table and the module tree. `input_shape` builds random inputs of batch size 1 (a tuple of
     shapes builds several); `inputs` are the model's arguments. The model runs once."""
-    if input_shape is None and inputs is None:
-        raise ValueError('One of "input_shape" and "inputs" should be set.')
-    if input_shape is not None and inputs is not None:
-        raise ValueError('"input_shape" and "inputs" cannot be both set.')
+    check_shape_or_inputs(input_shape, inputs)
     if inputs is None:
         inputs, _ = build_inputs(model, None, input_shape)
     flop_handler = FlopAnalyzer(model, inputs)
@@ -58,16 +59,7 @@ def get_model_complexity_info(
         table = "\n" + complexity_stats_table(flop_handler, activations=activation_handler)
     if show_arch:
         arch = "\n" + complexity_stats_str(flop_handler, activations=activation_handler)
-    return {
-        "flops": flops,
-        "flops_str": format_count(flops),
-        "activations": activations,
-        "activations_str": format_count(activations),
-        "params": params,
-        "params_str": format_count(params),
-        "out_table": table,
-        "out_arch": arch,
-    }
+    return complexity_info(flops, activations, params, table, arch)
 
 
 __all__ = ["complexity_stats_str", "complexity_stats_table", "get_model_complexity_info"]
