@@ -691,6 +691,23 @@ class JitModelAnalysis:
         logging.getLogger(self._logger_name).warning(message)
 
 
+class DefaultHandlesAnalysis(JitModelAnalysis):
+    """A `JitModelAnalysis` over torchtally's handlers that starts with a peer's default handles
+    (`_defaults`): fvcore's `FlopCountAnalysis` and `ActivationCountAnalysis`, mmengine's
+    analyzers."""
+
+    _native_counting = True
+
+    def __init__(self, model: nn.Module, inputs: Any, **options: Any) -> None:
+        super().__init__(model, inputs, **options)
+        self.set_op_handle(**self._defaults())
+
+    @staticmethod
+    def _defaults() -> dict[str, Handle]:
+        """The default handles, read when an analyzer is made (changes to the map apply)."""
+        return {}
+
+
 def compat_analysis(
     trace: Trace,
     tables: Mapping[str, CompatTable],

@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from torchtally.compat.fvcore.flop_count import giga
-from torchtally.compat.jit_analysis import Handle, JitModelAnalysis, native_defaults
+from torchtally.compat.jit_analysis import DefaultHandlesAnalysis, Handle, native_defaults
 from torchtally.compat.jit_handles import generic_activation_jit
 
 # fvcore's default activation handles: the output elements of convolutions and matmuls.
@@ -25,22 +25,16 @@ _DEFAULT_SUPPORTED_OPS: dict[str, Handle] = native_defaults(
 )
 
 
-class ActivationCountAnalysis(JitModelAnalysis):
+class ActivationCountAnalysis(DefaultHandlesAnalysis):
     """Activations (output elements of convolutions and matmuls) per module and operator.
 
     Starts with `_DEFAULT_SUPPORTED_OPS` over torchtally's handlers; see `JitModelAnalysis`.
     """
 
     _metric = "activations"
-    _native_counting = True
-
-    def __init__(self, model: nn.Module, inputs: Any, **options: Any) -> None:
-        super().__init__(model, inputs, **options)
-        self.set_op_handle(**self._defaults())
 
     @staticmethod
     def _defaults() -> dict[str, Handle]:
-        """The default handles, read when an analyzer is made (changes to the map apply)."""
         return _DEFAULT_SUPPORTED_OPS
 
 

@@ -7,7 +7,12 @@ from typing import Any
 
 from torch import nn
 
-from torchtally.compat.jit_analysis import Handle, JitModelAnalysis, native_defaults
+from torchtally.compat.jit_analysis import (
+    DefaultHandlesAnalysis,
+    Handle,
+    JitModelAnalysis,
+    native_defaults,
+)
 from torchtally.compat.jit_handles import (
     addmm_flop_jit,
     batchnorm_flop_jit,
@@ -45,7 +50,7 @@ _DEFAULT_SUPPORTED_OPS: dict[str, Handle] = native_defaults(
 )
 
 
-class FlopCountAnalysis(JitModelAnalysis):
+class FlopCountAnalysis(DefaultHandlesAnalysis):
     """Flops per module and operator; one fused multiply-add is one flop.
 
     Starts with `_DEFAULT_SUPPORTED_OPS`, over torchtally's handlers for every other op
@@ -54,15 +59,9 @@ class FlopCountAnalysis(JitModelAnalysis):
     """
 
     _metric = "flops"
-    _native_counting = True
-
-    def __init__(self, model: nn.Module, inputs: Any, **options: Any) -> None:
-        super().__init__(model, inputs, **options)
-        self.set_op_handle(**self._defaults())
 
     @staticmethod
     def _defaults() -> dict[str, Handle]:
-        """The default handles, read when an analyzer is made (changes to the map apply)."""
         return _DEFAULT_SUPPORTED_OPS
 
 
