@@ -19,7 +19,12 @@ from torch import nn
 from torchtally.analysis import Analysis
 from torchtally.api import log_unsupported, registry_with
 from torchtally.artefacts import as_program
-from torchtally.compat.printing import check_shape_or_inputs, complexity_info, parameter_table
+from torchtally.compat.printing import (
+    check_shape_or_inputs,
+    complexity_info,
+    parameter_table,
+    scaled_by_operator,
+)
 from torchtally.handlers import (
     CompositeOpError,
     CountOptions,
@@ -233,24 +238,14 @@ def flop_count(
     model: nn.Module, inputs: Any, supported_ops: dict[str, OpHandler | None] | None = None
 ) -> tuple[defaultdict[str, float], Counter[str]]:
     """fvcore's ``flop_count``: GFLOPs per operator, and the unsupported ops."""
-    return _legacy_count(FlopAnalyzer(model, inputs), supported_ops, 1e9)
+    return scaled_by_operator(FlopAnalyzer(model, inputs), supported_ops, 1e9)
 
 
 def activation_count(
     model: nn.Module, inputs: Any, supported_ops: dict[str, OpHandler | None] | None = None
 ) -> tuple[defaultdict[str, float], Counter[str]]:
     """fvcore's ``activation_count``: mega-activations per operator, and the unsupported ops."""
-    return _legacy_count(ActivationAnalyzer(model, inputs), supported_ops, 1e6)
-
-
-def _legacy_count(
-    analyzer: ModelAnalyzer, supported_ops: dict[str, OpHandler | None] | None, scale: float
-) -> tuple[defaultdict[str, float], Counter[str]]:
-    analyzer.set_op_handle(**(supported_ops or {}))
-    scaled: defaultdict[str, float] = defaultdict(float)
-    for op, count in analyzer.by_operator().items():
-        scaled[op] = count / scale
-    return scaled, analyzer.unsupported_ops()
+    return scaled_by_operator(ActivationAnalyzer(model, inputs), supported_ops, 1e6)
 
 
 def parameter_count_table(model: nn.Module, max_depth: int = 3) -> str:

@@ -1,5 +1,6 @@
 """fvcore's and mmengine's printouts of analyzers: tables, the annotated module tree, parameters;
-and mmengine's ``get_model_complexity_info`` result, which holds them.
+and the results that hold them or counts per operator (``get_model_complexity_info``,
+``flop_count``, ``activation_count``), for the drop-ins and torchtally's own flavour alike.
 
 The layouts are the reporters' (``table``, ``arch``, ``parameters`` formats of
 ``torchtally-reporters``), given one `Analysis` that holds the flops and, when given, the
@@ -8,7 +9,8 @@ activations analyzer's counts, both from one run of the model.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING, Any, Protocol
 
 from torch import nn
 
@@ -126,6 +128,27 @@ def parameter_table(model: nn.Module, max_depth: int = 3, style: str = "pipe") -
         title = f"parameter count of {type(model).__name__}"
         return analysis.render("parameters", max_depth=max_depth, style="box", title=title)
     return analysis.render("parameters", max_depth=max_depth)
+
+
+class _Counting(Protocol):
+    """An analyzer of either flavour: the drop-ins' or torchtally's own."""
+
+    def set_op_handle(self, *args: Any, **kwargs: Any) -> Any: ...
+    def by_operator(self, module_name: str = "") -> Counter[str]: ...
+    def unsupported_ops(self, module_name: str = "") -> Counter[str]: ...
+
+
+def scaled_by_operator(
+    analyzer: _Counting, supported_ops: dict[str, Any] | None, scale: float
+) -> tuple[defaultdict[str, float], Counter[str]]:
+    """What the peers' ``flop_count`` and ``activation_count`` return: with `supported_ops`
+    added to the analyzer's handles, its counts per operator divided by `scale` (GFLOPs,
+    mega-activations), and the unsupported ops."""
+    analyzer.set_op_handle(**(supported_ops or {}))
+    scaled: defaultdict[str, float] = defaultdict(float)
+    for op, count in analyzer.by_operator().items():
+        scaled[op] = count / scale
+    return scaled, analyzer.unsupported_ops()
 
 
 def check_shape_or_inputs(input_shape: object, inputs: object) -> None:

@@ -7,9 +7,9 @@ from typing import Any
 
 from torch import nn
 
-from torchtally.compat.fvcore.flop_count import giga
 from torchtally.compat.jit_analysis import DefaultHandlesAnalysis, Handle, native_defaults
 from torchtally.compat.jit_handles import generic_activation_jit
+from torchtally.compat.printing import scaled_by_operator
 
 # fvcore's default activation handles: the output elements of convolutions and matmuls.
 _DEFAULT_SUPPORTED_OPS: dict[str, Handle] = native_defaults(
@@ -42,8 +42,7 @@ def activation_count(
     model: nn.Module, inputs: Any, supported_ops: dict[str, Handle | None] | None = None
 ) -> tuple[defaultdict[str, float], Counter[str]]:
     """Mega-activations per operator, and how often each unsupported op ran."""
-    analyzer = ActivationCountAnalysis(model, inputs).set_op_handle(**(supported_ops or {}))
-    return giga(analyzer, 1e6)
+    return scaled_by_operator(ActivationCountAnalysis(model, inputs), supported_ops, 1e6)
 
 
 __all__ = ["ActivationCountAnalysis", "activation_count"]

@@ -7,12 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from torchtally.compat.jit_analysis import (
-    DefaultHandlesAnalysis,
-    Handle,
-    JitModelAnalysis,
-    native_defaults,
-)
+from torchtally.compat.jit_analysis import DefaultHandlesAnalysis, Handle, native_defaults
 from torchtally.compat.jit_handles import (
     addmm_flop_jit,
     batchnorm_flop_jit,
@@ -24,6 +19,7 @@ from torchtally.compat.jit_handles import (
     matmul_flop_jit,
     norm_flop_counter,
 )
+from torchtally.compat.printing import scaled_by_operator
 
 # fvcore's default flop handles, by JIT op name. Registered under these names they count with
 # torchtally's handlers (same numbers where fvcore is right); called directly, or registered
@@ -70,15 +66,7 @@ def flop_count(
 ) -> tuple[defaultdict[str, float], Counter[str]]:
     """GFLOPs per operator, and how often each unsupported op ran. `supported_ops` adds or
     replaces handles."""
-    return giga(FlopCountAnalysis(model, inputs).set_op_handle(**(supported_ops or {})), 1e9)
-
-
-def giga(analyzer: JitModelAnalysis, scale: float) -> tuple[defaultdict[str, float], Counter[str]]:
-    """Counts per operator divided by `scale`, and the unsupported ops."""
-    scaled: defaultdict[str, float] = defaultdict(float)
-    for op, count in analyzer.by_operator().items():
-        scaled[op] = count / scale
-    return scaled, analyzer.unsupported_ops()
+    return scaled_by_operator(FlopCountAnalysis(model, inputs), supported_ops, 1e9)
 
 
 __all__ = ["FlopCountAnalysis", "Handle", "flop_count"]

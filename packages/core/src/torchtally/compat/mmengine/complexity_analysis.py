@@ -13,10 +13,10 @@ from torchtally.compat.fvcore.activation_count import (
 )
 from torchtally.compat.fvcore.activation_count import ActivationCountAnalysis
 from torchtally.compat.fvcore.flop_count import _DEFAULT_SUPPORTED_OPS as _FVCORE_FLOP_OPS
-from torchtally.compat.fvcore.flop_count import FlopCountAnalysis, giga
+from torchtally.compat.fvcore.flop_count import FlopCountAnalysis
 from torchtally.compat.jit_analysis import Handle
 from torchtally.compat.mmengine.jit_analysis import MMEngineLogging
-from torchtally.compat.printing import parameter_table
+from torchtally.compat.printing import parameter_table, scaled_by_operator
 from torchtally.params import parameter_count
 
 # mmengine's default handles: fvcore's (the same handle objects, in maps of their own).
@@ -46,14 +46,14 @@ def flop_count(
     model: nn.Module, inputs: Any, supported_ops: dict[str, Handle | None] | None = None
 ) -> tuple[defaultdict[str, float], Counter[str]]:
     """GFLOPs per operator, and how often each unsupported op ran."""
-    return giga(FlopAnalyzer(model, inputs).set_op_handle(**(supported_ops or {})), 1e9)
+    return scaled_by_operator(FlopAnalyzer(model, inputs), supported_ops, 1e9)
 
 
 def activation_count(
     model: nn.Module, inputs: Any, supported_ops: dict[str, Handle | None] | None = None
 ) -> tuple[defaultdict[str, float], Counter[str]]:
     """Mega-activations per operator, and how often each unsupported op ran."""
-    return giga(ActivationAnalyzer(model, inputs).set_op_handle(**(supported_ops or {})), 1e6)
+    return scaled_by_operator(ActivationAnalyzer(model, inputs), supported_ops, 1e6)
 
 
 def parameter_count_table(model: nn.Module, max_depth: int = 3) -> str:
