@@ -79,25 +79,24 @@ def check(source: str, shape: str | None, differences: tuple[str, ...]) -> torch
     return ours
 
 
-@pytest.mark.slow
-@needs("mmpretrain")
-@pytest.mark.parametrize(("config", "shape", "differences"), MMPRETRAIN, ids=lambda v: str(v))
-def test_mmpretrain(config: str, shape: str | None, differences: tuple[str, ...]) -> None:
-    check(f"mmpretrain::{config}", shape, differences)
+def cases(codebase: str, configs: list[tuple[str, str | None, tuple[str, ...]]]) -> list[Any]:
+    """One test case per config of `codebase`, skipped unless the codebase is installed."""
+    return [
+        pytest.param(f"{codebase}::{config}", shape, differences, marks=needs(codebase))
+        for config, shape, differences in configs
+    ]
 
 
 @pytest.mark.slow
-@needs("mmdet")
-@pytest.mark.parametrize(("config", "shape", "differences"), MMDET, ids=lambda v: str(v))
-def test_mmdet(config: str, shape: str | None, differences: tuple[str, ...]) -> None:
-    check(f"mmdet::{config}", shape, differences)
-
-
-@pytest.mark.slow
-@needs("mmseg")
-@pytest.mark.parametrize(("config", "shape", "differences"), MMSEG, ids=lambda v: str(v))
-def test_mmseg(config: str, shape: str | None, differences: tuple[str, ...]) -> None:
-    check(f"mmseg::{config}", shape, differences)
+@pytest.mark.parametrize(
+    ("source", "shape", "differences"),
+    cases("mmpretrain", MMPRETRAIN) + cases("mmdet", MMDET) + cases("mmseg", MMSEG),
+    ids=str,
+)
+def test_config_equals_mmengine(
+    source: str, shape: str | None, differences: tuple[str, ...]
+) -> None:
+    check(source, shape, differences)
 
 
 @pytest.mark.slow
