@@ -328,6 +328,16 @@ def nested(lib: SimpleNamespace) -> Any:
     return lib.flops(NestedNet(), (torch.randn(1, 4, 5),)).unsupported_ops_warnings(False)
 
 
+def nested_jit(lib: SimpleNamespace) -> Any:
+    """A bare analysis of NestedNet with fvcore's addmm and linear handles only."""
+    handles = {
+        "aten::addmm": jit_handles.addmm_flop_jit,
+        "aten::linear": jit_handles.linear_flop_jit,
+    }
+    analyzer = lib.jit(NestedNet(), (torch.randn(1, 4, 5),)).set_op_handle(**handles)
+    return analyzer.unsupported_ops_warnings(False)
+
+
 def test_total_by_module_and_by_operator(lib: SimpleNamespace) -> None:
     analyzer = nested(lib)
     for name, counts in NESTED.items():
@@ -452,12 +462,7 @@ def test_data_parallel(lib: SimpleNamespace) -> None:
 
 
 def test_unsupported_ops_per_module(lib: SimpleNamespace) -> None:
-    handles = {
-        "aten::addmm": jit_handles.addmm_flop_jit,
-        "aten::linear": jit_handles.linear_flop_jit,
-    }
-    analyzer = lib.jit(NestedNet(), (torch.randn(1, 4, 5),)).set_op_handle(**handles)
-    analyzer.unsupported_ops_warnings(False)
+    analyzer = nested_jit(lib)
     inner = Counter({"aten::_convolution": 1, "aten::mul": 1, "aten::add": 1})
     assert analyzer.unsupported_ops("submod") == inner
     assert analyzer.unsupported_ops("submod.conv") == Counter({"aten::_convolution": 1})
@@ -466,12 +471,7 @@ def test_unsupported_ops_per_module(lib: SimpleNamespace) -> None:
 
 
 def test_changing_handles(lib: SimpleNamespace) -> None:
-    handles = {
-        "aten::addmm": jit_handles.addmm_flop_jit,
-        "aten::linear": jit_handles.linear_flop_jit,
-    }
-    analyzer = lib.jit(NestedNet(), (torch.randn(1, 4, 5),)).set_op_handle(**handles)
-    analyzer.unsupported_ops_warnings(False)
+    analyzer = nested_jit(lib)
     analyzer.total()
     analyzer.set_op_handle("aten::_convolution", jit_handles.conv_flop_jit)
     assert analyzer.by_module_and_operator() == NESTED
