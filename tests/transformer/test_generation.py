@@ -615,10 +615,15 @@ def test_a_speech_encoder_is_refused_with_what_to_do() -> None:
         torchtally.generation(net, 4, 4)
 
 
-def test_max_batch_fits_weights_and_kv_caches() -> None:
+def test_max_batch_fits_weights_and_each_sequences_memory() -> None:
     result = derived("llama-gqa")
-    per_sequence = 2 * 2 * 2 * 16 * (P + N - 1) * 4  # keys and values, 2 layers, 2 KV heads
-    assert result.kv_cache_bytes_per_sequence == per_sequence
+    kv = 2 * 2 * 2 * 16 * (P + N - 1) * 4  # keys and values, 2 layers, 2 KV heads, float32
+    assert result.kv_cache_bytes_per_sequence == kv
+    # the activation peak (of the prefill or the last step) holds the KV cache it builds
+    peaks = [result.prefill.memory(), result.decode_step(N - 1).memory()]
+    assert result.peak_activation_bytes == max(m["peak_activation_bytes"] for m in peaks)
+    per_sequence = result.memory_per_sequence()
+    assert per_sequence == max(result.peak_activation_bytes // B, kv) >= kv
     memory = result.weight_bytes + 10 * per_sequence + 5
     assert result.max_batch(memory) == 10
     assert result.max_batch(memory, reserved_bytes=per_sequence) == 9

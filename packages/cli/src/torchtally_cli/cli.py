@@ -694,15 +694,17 @@ def _generation(args: argparse.Namespace, output_format: str) -> str:
 
         return json.dumps(result.to_dict(), indent=2)
     units = args.units or "human"
+    metrics = tuple(m for m in args.metrics or () if m != "params") or None
     try:
         table = result.table(
             max_depth=1 if args.max_depth is None else args.max_depth,
-            metrics=tuple(m for m in args.metrics or () if m != "params") or None,
+            metrics=metrics,
             units=units,
         )
+        summary = result.summary(metrics=metrics, units=units)
     except (KeyError, ValueError) as error:
         raise CliError(str(error).strip("'\""), EXIT_USAGE) from error
-    return f"{result.summary(units=units)}\n{table}"
+    return f"{summary}\n{table}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -639,15 +639,28 @@ class Generation:
         """The KV cache after the last step, per sequence of the batch."""
         return self.kv_cache_bytes // self.batch
 
+    @property
+    def peak_activation_bytes(self) -> int:
+        """The larger activation peak of the prefill and the last decode step (`Analysis.memory`:
+        what the run allocated, the KV cache it builds or extends included)."""
+        peaks = [self.prefill.memory()["peak_activation_bytes"]]
+        if self.decode_steps:
+            peaks.append(self.decode_step(self.decode_steps).memory()["peak_activation_bytes"])
+        return int(max(peaks))
+
+    def memory_per_sequence(self) -> int:
+        """What one more sequence of the batch needs: its share of the activation peak (which
+        holds its KV cache), at least its KV cache after the last step."""
+        return max(self.peak_activation_bytes // self.batch, self.kv_cache_bytes_per_sequence)
+
     def max_batch(self, memory_bytes: int, reserved_bytes: int = 0) -> int:
-        """The largest batch whose weights and KV caches (at their size after the last step) fit
-        in `memory_bytes`, less `reserved_bytes` (activations, workspace, the framework's own):
-        ``(memory - reserved - weights) // KV cache per sequence``; 0 when the weights alone do
-        not fit."""
+        """The largest batch that fits in `memory_bytes`, less `reserved_bytes` (workspace, the
+        framework's own): ``(memory - reserved - weights) // memory_per_sequence()``; 0 when the
+        weights alone do not fit. Kernels' scratch memory is not seen (see `Analysis.memory`)."""
         free = memory_bytes - reserved_bytes - self.weight_bytes
         if free <= 0:
             return 0
-        per_sequence = self.kv_cache_bytes_per_sequence
+        per_sequence = self.memory_per_sequence()
         return free // per_sequence if per_sequence else 2**63 - 1
 
     def per_token(self, metric: str = "flops") -> dict[str, float]:
@@ -699,6 +712,7 @@ class Generation:
             "active_params": self.active_params,
             "weight_bytes": self.weight_bytes,
             "kv_cache_bytes": self.kv_cache_bytes,
+            "peak_activation_bytes": self.peak_activation_bytes,
             "traced_steps": list(self.traced_steps),
             "segments": [
                 {"first": s.first, "last": s.last, "traced": list(s.traced)} for s in self.segments
@@ -706,29 +720,33 @@ class Generation:
             "metrics": metrics,
         }
 
-    def summary(self, metric: str = "flops", units: str = "human") -> str:
-        """A few lines: prefill, decode and total with per-token figures, and the model's size."""
+    def summary(self, metrics: tuple[str, ...] | None = None, units: str = "human") -> str:
+        """A few lines: per metric (default flops, and bytes if counted) the prefill, decode and
+        total with per-token figures; the model's size; how the decode was counted."""
         fmt = _formatter(units)
-
-        per = self.per_token(metric)
-        steps = self.step_totals(metric)
         lines = [
             f"Generation: {self.model_name}, prompt {self.prompt_tokens} tokens, "
             f"{self.new_tokens} new tokens, batch {self.batch} ({self.mode} mode, "
-            f"{self.cache} cache)",
-            f"Prefill ({metric}): {fmt(self.prefill.total(metric))} "
-            f"({fmt(per['prefill_per_prompt_token'])} per prompt token)",
+            f"{self.cache} cache)"
         ]
-        if steps:
+        shown = metrics or tuple(m for m in ("flops", "bytes") if m in self.metrics)
+        for metric in shown:
+            per = self.per_token(metric)
+            steps = self.step_totals(metric)
             lines.append(
-                f"Decode ({metric}): {fmt(self.decode.total(metric))} over {len(steps)} steps "
-                f"(step 1 {fmt(steps[0])}, step {len(steps)} {fmt(steps[-1])}; "
-                f"{fmt(per['decode_per_token'])} per token)"
+                f"Prefill ({metric}): {fmt(self.prefill.total(metric))} "
+                f"({fmt(per['prefill_per_prompt_token'])} per prompt token)"
             )
-        lines.append(
-            f"Total ({metric}): {fmt(self.total(metric))} "
-            f"({fmt(per['per_generated_token'])} per generated token)"
-        )
+            if steps:
+                lines.append(
+                    f"Decode ({metric}): {fmt(self.decode.total(metric))} over {len(steps)} "
+                    f"steps (step 1 {fmt(steps[0])}, step {len(steps)} {fmt(steps[-1])}; "
+                    f"{fmt(per['decode_per_token'])} per token)"
+                )
+            lines.append(
+                f"Total ({metric}): {fmt(self.total(metric))} "
+                f"({fmt(per['per_generated_token'])} per generated token)"
+            )
         active = (
             f", {fmt(self.active_params)} active per token"
             if self.active_params != self.params
