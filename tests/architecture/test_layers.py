@@ -18,7 +18,7 @@ CORE = ROOT / "packages" / "core" / "src" / "torchtally"
 
 # Lowest first. A module is named by its dotted path under torchtally ("ops.matmul").
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("records", frozenset({"version", "units", "records", "params"})),
+    ("records", frozenset({"version", "units", "records", "params", "devices"})),
     ("handlers", frozenset({"handlers"})),
     ("tracing", frozenset({"inputs", "state", "fake", "memory", "tracer", "artefacts"})),
     ("counting", frozenset({"counting"})),

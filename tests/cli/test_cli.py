@@ -711,3 +711,22 @@ def test_backward_of_a_language_model_compares_with_6n(run: Run, llama_json: str
     assert "6N rule: 260544 per token" in out
     assert "a token multiplies 80128 of the 86848 parameters" in out
     assert "6400 in embeddings (looked up) and 320 others" in out
+
+
+# --- hardware ----------------------------------------------------------------------------------
+
+
+def test_hardware_lists_the_devices(run: Run) -> None:
+    code, out, _ = run("hardware")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["name", "device", "bf16", "peak"]
+    (h100,) = [line for line in lines if line.startswith("h100-sxm ")]
+    assert "989.4 TFLOP/s" in h100 and "66.9 TFLOP/s" in h100 and "3350 GB/s" in h100
+    assert "80 GB" in h100
+    code, out, _ = run("hardware", "H100 SXM")
+    assert code == 0 and "source (memory_bandwidth): NVIDIA H100 datasheet" in out
+    code, out, _ = run("hardware", "--json")
+    assert json.loads(out)[0]["name"] == "h100-sxm"
+    code, _, err = run("hardware", "h10")
+    assert code == EXIT_USAGE and "did you mean 'h100'" in err

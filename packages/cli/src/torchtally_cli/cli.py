@@ -68,6 +68,7 @@ examples:
   torchtally diff torchvision:resnet18 torchvision:resnet34
   torchtally diff before.json after.json --format markdown
   torchtally plugins
+  torchtally hardware                          (the devices the roofline knows)
 
 model sources:
   torchvision:NAME         a torchvision model, random weights (detection models get a list
@@ -311,6 +312,78 @@ def _plugins_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _hardware_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="torchtally hardware",
+        description="List the devices the roofline knows (core's table and plugins'): dense "
+        "peak FLOP/s as vendors quote them (2 per multiply-add), memory bandwidth and size.",
+    )
+    parser.add_argument("name", nargs="?", help="one device: every figure with its source")
+    parser.add_argument("--json", action="store_true", help="every figure as JSON")
+    return parser
+
+
+def list_hardware_text(name: str | None = None, as_json: bool = False) -> str:
+    """The devices as a table (name, peak bf16 and fp32, bandwidth, memory), one device's
+    figures with their sources, or JSON."""
+    import json
+
+    from torchtally.api import hardware, hardware_table
+    from torchtally.devices import UnknownHardwareError
+
+    try:
+        devices = hardware_table() if name is None else [hardware(name)]
+    except UnknownHardwareError as error:
+        raise CliError(str(error), EXIT_USAGE) from error
+    if as_json:
+        return json.dumps([device.to_dict() for device in devices], indent=2)
+    if name is not None:
+        (device,) = devices
+        lines = [f"{device.name}: {device.title}"]
+        if device.aliases:
+            lines.append(f"  also: {', '.join(device.aliases)}")
+        for table in ("peak_flops", "vector_flops"):
+            rates = getattr(device, table)
+            if rates:
+                shown = ", ".join(f"{k} {_tera(v)}" for k, v in rates.items())
+                lines.append(f"  {table} (FLOP/s): {shown}")
+        lines.append(f"  memory_bandwidth: {device.memory_bandwidth / 1e9:g} GB/s")
+        if device.memory is not None:
+            lines.append(f"  memory: {device.memory / 1e9:g} GB")
+        lines.extend(f"  source ({what}): {text}" for what, text in device.sources.items())
+        if device.notes:
+            lines.append(f"  notes: {device.notes}")
+        return "\n".join(lines)
+    header = ("name", "device", "bf16 peak", "fp32 peak", "bandwidth", "memory")
+    rows = [header]
+    for device in devices:
+        rows.append(
+            (
+                device.name,
+                device.title,
+                _tera(device.peak_flops.get("bfloat16")),
+                _tera(device.peak_flops.get("float32")),
+                f"{device.memory_bandwidth / 1e9:g} GB/s",
+                "-" if device.memory is None else f"{device.memory / 1e9:g} GB",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(
+        "dense peaks as vendors quote them (2 FLOP per multiply-add); "
+        "'torchtally hardware NAME' shows every figure with its source"
+    )
+    return "\n".join(lines)
+
+
+def _tera(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1e12:g} TFLOP/s"
+
+
 def list_plugins_text(show_all: bool = False) -> str:
     """Every loaded plugin with its distribution and what it registered; failed plugins last."""
     from torchtally.plugins import list_plugins, plugin_failures, reporters
@@ -551,6 +624,9 @@ def run(argv: Sequence[str] | None = None) -> str:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["plugins"]:
         return list_plugins_text(_plugins_parser().parse_args(argv[1:]).all)
+    if argv[:1] == ["hardware"]:
+        args = _hardware_parser().parse_args(argv[1:])
+        return list_hardware_text(args.name, args.json)
     if argv[:1] == ["diff"]:
         return run_diff(_diff_parser().parse_args(argv[1:]))
     args = _parser().parse_args(argv)

@@ -1,7 +1,14 @@
 """torchtally: parameters, FLOPs and activations of PyTorch models, counted at the dispatcher."""
 
 from torchtally.analysis import Analysis
-from torchtally.api import analyze, register_handler, trace, unregister_handler
+from torchtally.api import (
+    analyze,
+    hardware,
+    hardware_table,
+    register_handler,
+    trace,
+    unregister_handler,
+)
 from torchtally.artefacts import load_exported
 from torchtally.compare import Diff, ReportError, Sweep, diff
 from torchtally.compat import (
@@ -15,6 +22,7 @@ from torchtally.compat import (
     parameter_count_table,
 )
 from torchtally.counting import HandlerError, HandlerWarning, UnusedHandlerWarning
+from torchtally.devices import Hardware, UnknownHardwareError
 from torchtally.formats import render, save
 from torchtally.handlers import (
     ON_REQUEST_METRICS,
@@ -61,6 +69,7 @@ __all__ = [
     "HandlerError",
     "HandlerSet",
     "HandlerWarning",
+    "Hardware",
     "ModuleCall",
     "OpCall",
     "PluginError",
@@ -75,6 +84,7 @@ __all__ = [
     "TraceError",
     "TrainingStep",
     "UnknownFormatError",
+    "UnknownHardwareError",
     "UnknownOpError",
     "UnusedHandlerWarning",
     "__version__",
@@ -87,6 +97,8 @@ __all__ = [
     "generation",
     "get_model_complexity_info",
     "get_plugin_manager",
+    "hardware",
+    "hardware_table",
     "hookimpl",
     "list_plugins",
     "load_exported",

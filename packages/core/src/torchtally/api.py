@@ -13,10 +13,11 @@ from torch.export import ExportedProgram
 from torchtally.analysis import Analysis
 from torchtally.artefacts import as_program
 from torchtally.counting import warn_unused_handlers
+from torchtally.devices import Hardware, find_hardware
 from torchtally.fake import NEEDS_REAL_DATA, check_mode, is_meta_model, rejected_inputs
 from torchtally.handlers import METRICS, CountOptions, HandlerRegistry, HandlerSet, OpHandler
 from torchtally.inputs import build_inputs, check_not_empty
-from torchtally.plugins import handler_registry
+from torchtally.plugins import handler_registry, hardware_devices
 from torchtally.records import Trace
 from torchtally.tracer import LossFn, Runner, Setup, TraceError, gc_paused, run_traced
 
@@ -265,3 +266,17 @@ def log_unsupported(analysis: Analysis, metrics: tuple[str, ...] = ("flops",)) -
                 times,
                 metric,
             )
+
+
+def hardware(name: str | Hardware) -> Hardware:
+    """The device called `name` (``"h100-sxm"``, ``"a100"``, ``"H100 SXM"``): core's table and
+    the devices plugins add. A `Hardware` is returned as it is. An unknown name raises
+    `torchtally.UnknownHardwareError` naming the close matches."""
+    if isinstance(name, Hardware):
+        return name
+    return find_hardware(name, (device for device, _ in hardware_devices().values()))
+
+
+def hardware_table() -> list[Hardware]:
+    """Every known device: core's table (``data/hardware.json``) first, then plugins'."""
+    return [device for device, _ in hardware_devices().values()]

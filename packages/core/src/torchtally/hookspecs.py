@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from torchtally.devices import Hardware
     from torchtally.handlers import HandlerSet
     from torchtally.reporting import Reporter
 
@@ -57,4 +58,15 @@ def torchtally_sources() -> Iterable[Any] | None:
         downloading nothing. The built-in sources (``torchvision:``, ``timm:``,
         ``transformers:``, ``module:factory``) are a plugin like any other; for one prefix the
         first plugin that claims it wins, and the others are named in a warning.
+    """
+
+
+@hookspec
+def torchtally_hardware() -> Iterable[Hardware] | None:
+    """Devices this plugin provides for the roofline (``analysis.roofline("NAME")``).
+
+    :return: `torchtally.Hardware` objects, each with a unique ``name``: peak FLOP/s per dtype
+        (vendors' dense figures, 2 FLOP per multiply-add), memory bandwidth and size, and the
+        source of every figure. Core's table comes first; a plugin's device of a name already
+        taken is not used, and a warning names both.
     """

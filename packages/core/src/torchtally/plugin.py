@@ -15,12 +15,14 @@ additions, as the hook specs do.
   text, and through its optional `render_diff` a `Diff` of two; `format_count` writes numbers
   as the built-in formats do. Declare the options a format takes
   (`Reporter(..., options={name: default})`) and torchtally checks the names for it.
+- Devices: `Hardware` objects returned by a ``torchtally_hardware`` hook.
 """
 
 from __future__ import annotations
 
 from torchtally.analysis import JSON_SCHEMA_VERSION, Analysis
 from torchtally.compare import Diff, Sweep
+from torchtally.devices import Hardware
 from torchtally.handlers import (
     ALL_METRICS,
     METRICS,
@@ -54,6 +56,7 @@ __all__ = [
     "CountOptions",
     "Diff",
     "HandlerSet",
+    "Hardware",
     "ModuleCall",
     "ModuleHandler",
     "ModuleInfo",

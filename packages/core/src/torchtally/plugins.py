@@ -19,6 +19,7 @@ import importlib_metadata
 import pluggy
 
 from torchtally import hookspecs
+from torchtally.devices import Hardware, builtin_hardware
 from torchtally.handlers import HandlerRegistry, HandlerSet
 from torchtally.hookspecs import PROJECT
 from torchtally.reporting import Reporter
@@ -253,6 +254,39 @@ def reporters() -> dict[str, Any]:
     return found
 
 
+def hardware_devices() -> dict[str, tuple[Hardware, str]]:
+    """Every known device by name: core's table first (``data/hardware.json``), then what each
+    plugin's ``torchtally_hardware`` hook gives, ``{name: (hardware, plugin name)}``. A second
+    device of one name is not used (a warning names both)."""
+    found: dict[str, tuple[Hardware, str]] = {d.name: (d, CORE) for d in builtin_hardware()}
+    for plugin, provided in _collect(get_plugin_manager(), "torchtally_hardware"):
+        items = [provided] if isinstance(provided, Hardware) else provided
+        try:
+            items = list(items)
+        except TypeError:
+            items = [provided]
+        for device in items:
+            if not isinstance(device, Hardware):
+                _report(
+                    _failure(
+                        plugin,
+                        f"torchtally_hardware() gave {type(device).__name__}, expected "
+                        "torchtally.Hardware objects; it is not used",
+                    )
+                )
+                continue
+            if device.name in found:
+                warnings.warn(
+                    f"plugins {found[device.name][1]!r} and {plugin!r} both provide the device "
+                    f"{device.name!r}; using {found[device.name][1]!r}'s",
+                    PluginWarning,
+                    stacklevel=2,
+                )
+                continue
+            found[device.name] = (device, plugin)
+    return found
+
+
 def list_plugins() -> list[PluginInfo]:
     """Loaded plugins, each with what it registered (handlers, ignored ops, formats, model
     sources)."""
@@ -265,6 +299,10 @@ def list_plugins() -> list[PluginInfo]:
     for plugin, provided in _collect(manager, "torchtally_sources"):
         items = provided if isinstance(provided, (list, tuple)) else [provided]
         sources[plugin] = [str(getattr(item, "usage", item)) for item in items]
+    devices: dict[str, list[str]] = {}
+    for device_name, (_, plugin) in hardware_devices().items():
+        if plugin != CORE:
+            devices.setdefault(plugin, []).append(device_name)
     infos = []
     for name, _plugin in sorted(manager.list_name_plugin(), key=lambda item: item[0] != CORE):
         registers: dict[str, list[str]] = {}
@@ -275,6 +313,8 @@ def list_plugins() -> list[PluginInfo]:
             registers["formats"] = sorted(formats[name])
         if sources.get(name):
             registers["sources"] = sources[name]
+        if devices.get(name):
+            registers["hardware"] = devices[name]
         dist, version = _dists.get(name, ("torchtally-core", __version__))
         infos.append(PluginInfo(name, dist, version, registers))
     return infos
