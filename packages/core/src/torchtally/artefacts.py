@@ -367,12 +367,14 @@ class ScriptRunner(Runner):
         self.found = {}
         if not kineto_available():  # pragma: no cover - builds without Kineto
             return model(*args, **kwargs)
-        aliases = {alias: name for name, info in _module_infos(model).items() for alias in info}
+        modules = _ScriptModules(model)
         with tempfile.TemporaryDirectory(prefix="torchtally-") as folder:
             path = os.path.join(folder, "trace.json")
-            with _profiled(path), _Marks(context):
+            # unoptimised: the graph as saved (optimisation passes fuse and decompose ops, and
+            # drop the module of what they make: GPT-2's addmm becomes an mm of no module)
+            with _profiled(path), _Marks(context), torch.jit.optimized_execution(False):
                 outputs = model(*args, **kwargs)
-            self.found = _read_marks(path, aliases)
+            self.found = _read_marks(path, modules)
         return outputs
 
     def finish(self, trace: Trace) -> Trace:
@@ -387,16 +389,31 @@ class ScriptRunner(Runner):
         return replace(trace, ops=tuple(ops), called_modules=frozenset(called & set(trace.modules)))
 
 
-def _module_infos(model: nn.Module) -> dict[str, list[str]]:
-    """Every module's canonical name with its other names (a shared module has several)."""
-    names: dict[int, str] = {}
-    aliases: dict[str, list[str]] = {}
-    for name, module in model.named_modules(remove_duplicate=False):
-        first = names.setdefault(id(module), name)
-        aliases.setdefault(first, [])
-        if first != name:
-            aliases[first].append(name)
-    return {name: [name, *others] for name, others in aliases.items()}
+class _ScriptModules:
+    """A TorchScript module's submodules, to read the paths of its profiler's hierarchy."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.canonical: dict[str, str] = {}  # every name -> the first name of its module
+        self.types: dict[str, str] = {}
+        self.children: dict[str, list[str]] = {}
+        first: dict[int, str] = {}
+        for name, module in model.named_modules(remove_duplicate=False):
+            self.canonical[name] = first.setdefault(id(module), name)
+            self.types[name] = str(getattr(module, "original_name", type(module).__name__))
+            if name:
+                self.children.setdefault(name.rpartition(".")[0], []).append(name)
+
+    def child(self, path: str, instance: str, type_name: str) -> str:
+        """The submodule `instance` of `path`: a direct child, or one inside a child container
+        (TorchScript unrolls a loop over a ModuleList or ModuleDict, leaving no frame for it)."""
+        direct = f"{path}.{instance}" if path else instance
+        if direct in self.types:
+            return direct
+        for child in self.children.get(path, ()):
+            nested = f"{child}.{instance}"
+            if self.types.get(nested) == type_name:
+                return nested
+        return direct
 
 
 class _Marks(TorchDispatchMode):
@@ -465,7 +482,7 @@ def _quiet_kineto() -> Iterator[None]:
 Found = dict[int, tuple[tuple[str, ...], str | None]]  # op index -> (scope, function)
 
 
-def _read_marks(path: str, aliases: Mapping[str, str]) -> Found:
+def _read_marks(path: str, modules: _ScriptModules) -> Found:
     """Per mark: the scope and function its module hierarchy gives (`_scope_and_function`)."""
     with open(path, encoding="utf-8") as file:
         events = [e for e in json.load(file).get("traceEvents", []) if e.get("ph") == "X"]
@@ -482,13 +499,13 @@ def _read_marks(path: str, aliases: Mapping[str, str]) -> Found:
         if name.startswith(_MARK):
             outer = next((n for _, n in running if "::" in n), None)  # the op TorchScript called
             hierarchy = str(event.get("args", {}).get("Module Hierarchy", ""))
-            found[int(name[len(_MARK) :])] = _scope_and_function(hierarchy, outer, aliases)
+            found[int(name[len(_MARK) :])] = _scope_and_function(hierarchy, outer, modules)
         running.append((event["ts"] + event["dur"], name))
     return found
 
 
 def _scope_and_function(
-    hierarchy: str, outer_op: str | None, aliases: Mapping[str, str]
+    hierarchy: str, outer_op: str | None, modules: _ScriptModules
 ) -> tuple[tuple[str, ...], str | None]:
     """``TOP(ResNet)::forward.layer1(Sequential)::forward.0(BasicBlock)::forward.::relu.`` gives
     the scope ``("", "layer1", "layer1.0")`` and the function ``relu``: the first TorchScript
@@ -500,8 +517,8 @@ def _scope_and_function(
         if type_name:  # a module's method; SELF is a method calling another of the same module
             functions = []
             if instance not in ("TOP", "SELF"):
-                path = f"{path}.{instance}" if path else instance
-                scope.append(aliases.get(path, path))
+                path = modules.child(path, instance, type_name)
+                scope.append(modules.canonical.get(path, path))
         else:
             functions.append(method)
     function = next((f for f in functions if _is_torch_function(f)), None)
