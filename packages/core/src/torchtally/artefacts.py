@@ -34,6 +34,7 @@ import torch
 from torch import fx, nn
 from torch._C._profiler import _RecordFunctionFast
 from torch.export import ExportedProgram
+from torch.jit._fuser import optimized_execution
 from torch.profiler import ProfilerActivity, kineto_available, profile
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -372,7 +373,7 @@ class ScriptRunner(Runner):
             path = os.path.join(folder, "trace.json")
             # unoptimised: the graph as saved (optimisation passes fuse and decompose ops, and
             # drop the module of what they make: GPT-2's addmm becomes an mm of no module)
-            with _profiled(path), _Marks(context), torch.jit.optimized_execution(False):
+            with _profiled(path), _Marks(context), optimized_execution(False):
                 outputs = model(*args, **kwargs)
             self.found = _read_marks(path, modules)
         return outputs
