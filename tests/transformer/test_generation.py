@@ -628,3 +628,26 @@ def test_max_batch_fits_weights_and_each_sequences_memory() -> None:
     assert result.max_batch(memory) == 10
     assert result.max_batch(memory, reserved_bytes=per_sequence) == 9
     assert result.max_batch(result.weight_bytes) == 0
+
+
+def test_moe_bytes_read_the_experts_uniform_routing_touches() -> None:
+    # per layer the experts' weights: gate and up (4, 64, 256), down (4, 128, 64), float32.
+    # A decode step at batch 2 routes 2 tokens to 2 of 4 experts each: 4 * (1 - (1 - 2/4)^2) =
+    # 3 experts touched on average; read whole (no routing rule), all 4.
+    result = derived("mixtral-moe")
+    assert result.prefill.options.get("moe_top_k") == 2  # from the configuration
+    weights = 2 * (4 * 64 * 256 + 4 * 128 * 64) * 4
+    whole = torchtally.generation(
+        model("mixtral-moe"), P, 2, batch=B, options={"moe_top_k": None}, warn_unsupported=False
+    )
+    routed = result.decode_step(1).by_operator("bytes")["_grouped_mm"]
+    assert whole.decode_step(1).by_operator("bytes")["_grouped_mm"] - routed == weights // 4
+
+
+def test_experts_touched() -> None:
+    from torchtally_transformer.moe import experts_touched
+
+    assert experts_touched(8, 2, 2) == 2  # one token: its two experts
+    assert experts_touched(8, 4, 2) == 8 * (1 - 0.75**2)  # two tokens: 3.5 on average
+    assert experts_touched(8, 4, None) == 4  # no rule: at most one expert per row
+    assert experts_touched(8, 4096, None) == 8

@@ -517,6 +517,20 @@ def routed_experts(config: Any) -> tuple[int, int] | None:
     return experts, top_k
 
 
+# The option torchtally-transformer's grouped-matmul bytes handler reads: experts per token.
+MOE_TOP_K_OPTION = "moe_top_k"
+
+
+def with_routing(model: nn.Module, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`options`, with the experts per token of a mixture of experts (``moe_top_k``), so that a
+    grouped matmul's bytes count the experts its tokens touch under uniform routing."""
+    extra = dict(options or {})
+    moe = routed_experts(getattr(model, "config", None)) if hasattr(model, "config") else None
+    if moe is not None:
+        extra.setdefault(MOE_TOP_K_OPTION, moe[1])
+    return extra
+
+
 def active_parameters(model: nn.Module) -> int:
     """Parameters one token runs through: all of them, less the routed experts it skips.
 
@@ -873,7 +887,7 @@ def generation(
             f"model's prefill over the cached tokens), got {cache_fill!r}"
         )
     steps = _Steps(model, prompt_tokens, new_tokens, batch, cache, cache_fill)
-    count_options = CountOptions(elementwise=elementwise, extra=dict(options or {}))
+    count_options = CountOptions(elementwise=elementwise, extra=with_routing(model, options))
     registry = registry_with(handlers, strict=strict)
 
     def run(setup: Callable[..., Any]) -> Analysis:
@@ -1198,6 +1212,7 @@ def training_step(
         inputs["use_cache"] = False
     from torchtally.api import analyze
 
+    options["options"] = with_routing(model, options.get("options"))
     analysis = analyze(
         model, inputs, mode=mode, backward=True, loss_fn=lambda out: out.loss, **options
     )

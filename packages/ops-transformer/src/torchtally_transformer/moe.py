@@ -13,11 +13,27 @@ matmuls, except in the 2d x 2d form, where the groups split the contraction itse
 Rows past ``offs[-1]`` (padding) are not computed, but `offs` is data the trace does not keep:
 every row is counted. Activations are the output elements, as for core's matmuls, in the forward
 pass; gradients are not activations (core's convention), so backward calls have none.
+
+Bytes (the forward's 2d x 3d form): a kernel reads the weights of the experts that got rows, not
+all G of them, and which did is routing data the trace does not keep. With the option
+``moe_top_k`` (``generation`` sets it from the configuration) the rows are ``T * k`` of T tokens
+routed uniformly to k distinct experts each, which touches ``G * (1 - (1 - k / G) ** T)`` experts
+on average (exactly k for one token: a decode step at batch 1); without it, at most
+``min(G, M)`` of them. Every other tensor is read and written whole, core's rule.
 """
 
 from __future__ import annotations
 
-from torchtally.plugin import HandlerSet, OpCall, TensorMeta, first_output
+from torchtally.plugin import (
+    CountOptions,
+    HandlerSet,
+    OpCall,
+    TensorMeta,
+    bytes_moved,
+    first_output,
+)
+
+TOP_K_OPTION = "moe_top_k"
 
 
 def grouped_mm_flops(call: OpCall) -> int:
@@ -32,8 +48,36 @@ def grouped_mm_activations(call: OpCall) -> int:
     return first_output(call).numel if call.phase == "forward" else 0
 
 
+def experts_touched(groups: int, rows: int, top_k: int | None) -> float:
+    """Experts whose weights `rows` routed rows read: under uniform top-k routing of
+    ``rows / top_k`` tokens the expected number, else the most there can be."""
+    if not top_k or top_k > groups or rows % top_k:
+        return min(groups, rows)
+    return groups * (1 - (1 - top_k / groups) ** (rows // top_k))
+
+
+def grouped_mm_bytes(call: OpCall, options: CountOptions) -> int:
+    a: TensorMeta = call.arg("self")
+    b: TensorMeta = call.arg("mat2")
+    moved = bytes_moved(call)
+    if call.phase != "forward" or a.ndim != 2 or b.ndim != 3:
+        return moved
+    top_k = options.get(TOP_K_OPTION)
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"option {TOP_K_OPTION!r} must be a whole number of at least 1")
+    groups = b.shape[0]
+    weights = b.numel * b.dtype.itemsize
+    touched = experts_touched(groups, a.shape[0], top_k)
+    return moved - weights + round(weights * touched / groups)
+
+
 GROUPED_MMS = ("aten::_grouped_mm", "aten::_scaled_grouped_mm")
 
 
 def register(handlers: HandlerSet) -> None:
-    handlers.add_ops(GROUPED_MMS, flops=grouped_mm_flops, activations=grouped_mm_activations)
+    handlers.add_ops(
+        GROUPED_MMS,
+        flops=grouped_mm_flops,
+        activations=grouped_mm_activations,
+        bytes=grouped_mm_bytes,
+    )
