@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("handlers", frozenset({"handlers"})),
     ("tracing", frozenset({"inputs", "state", "fake", "memory", "tracer", "artefacts"})),
     ("counting", frozenset({"counting"})),
-    ("analysis", frozenset({"analysis", "compare"})),
+    ("analysis", frozenset({"analysis", "compare", "roofline"})),
     ("reporting types", frozenset({"reporting"})),
     ("hook specs", frozenset({"hookspecs"})),
     ("core ops", frozenset({"ops", "ops.*"})),

@@ -51,6 +51,7 @@ from torchtally.plugins import (
 )
 from torchtally.records import ModuleCall, OpCall, TensorMeta, Trace
 from torchtally.reporting import Reporter, ReporterError, UnknownFormatError
+from torchtally.roofline import OpTime, Roofline, Times
 from torchtally.tracer import TraceError
 from torchtally.units import format_count
 from torchtally.version import __version__
@@ -72,14 +73,17 @@ __all__ = [
     "Hardware",
     "ModuleCall",
     "OpCall",
+    "OpTime",
     "PluginError",
     "PluginWarning",
     "ReportError",
     "Reporter",
     "ReporterError",
+    "Roofline",
     "Sweep",
     "Tally",
     "TensorMeta",
+    "Times",
     "Trace",
     "TraceError",
     "TrainingStep",

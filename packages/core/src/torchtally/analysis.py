@@ -17,10 +17,12 @@ from torchtally.counting import (
     uncalled_modules,
     warn_unused_handlers,
 )
+from torchtally.devices import Hardware
 from torchtally.handlers import CountOptions, HandlerRegistry, HandlerSet
 from torchtally.memory import memory_summary
 from torchtally.params import count_by_prefix
 from torchtally.records import ModuleInfo, TensorMeta, Trace
+from torchtally.roofline import Roofline, roofline
 from torchtally.version import __version__
 
 JSON_SCHEMA_VERSION = 1
@@ -29,6 +31,17 @@ JSON_SCHEMA_VERSION = 1
 # its functions over here when it is imported (importing torchtally imports it).
 _render: Callable[..., str] | None = None
 _save: Callable[..., Path] | None = None
+
+
+# Devices by name come from core's table and the plugins (a layer above): `torchtally.api`
+# hands its lookup over here when it is imported.
+_find_hardware: Callable[[str], Hardware] | None = None
+
+
+def set_hardware_finder(find: Callable[[str], Hardware]) -> None:
+    """Called by `torchtally.api`: what `Analysis.roofline` looks device names up with."""
+    global _find_hardware
+    _find_hardware = find
 
 
 def set_renderer(render: Callable[..., str], save: Callable[..., Path]) -> None:
@@ -119,6 +132,21 @@ class Analysis:
         Kernels' internal scratch memory is not seen (see docs/conventions.md, "Memory").
         """
         return memory_summary(self.trace)
+
+    def roofline(self, hardware: str | Hardware, *, tf32: bool = False) -> Roofline:
+        """Estimated seconds per op and per module on `hardware` (a name such as ``"h100-sxm"``,
+        or a `Hardware`): per op ``max(2 * MACs / FLOP/s, bytes / bandwidth)``, and whether it
+        is compute- or memory-bound. A pass over the trace; the model does not run again.
+
+        Matmuls, convolutions and attention take the device's matrix-unit rate for their dtype
+        (float32 matmuls the plain FP32 rate, or the TF32 rate with `tf32`), other ops its
+        vector rate; an op no flop handler counts (element-wise ops unless
+        ``elementwise=True``) is timed by its bytes alone. See docs/conventions.md, "Roofline".
+        """
+        if not isinstance(hardware, Hardware):
+            assert _find_hardware is not None, "import torchtally first"
+            hardware = _find_hardware(hardware)
+        return roofline(self, hardware, tf32=tf32)
 
     @property
     def phases(self) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from torch import nn
 from torch.export import ExportedProgram
 
-from torchtally.analysis import Analysis
+from torchtally.analysis import Analysis, set_hardware_finder
 from torchtally.artefacts import as_program
 from torchtally.counting import warn_unused_handlers
 from torchtally.devices import Hardware, find_hardware
@@ -280,3 +280,6 @@ def hardware(name: str | Hardware) -> Hardware:
 def hardware_table() -> list[Hardware]:
     """Every known device: core's table (``data/hardware.json``) first, then plugins'."""
     return [device for device, _ in hardware_devices().values()]
+
+
+set_hardware_finder(hardware)

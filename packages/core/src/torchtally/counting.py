@@ -223,6 +223,31 @@ def _function_handled(
     return handled
 
 
+def per_op(
+    trace: Trace,
+    registry: HandlerRegistry,
+    options: CountOptions,
+    metric: str,
+    strict: bool = False,
+) -> list[dict[str, Any] | None]:
+    """Each op's count of `metric` by operator name, in trace order: ``{}`` for an ignored op or
+    a count of 0, None for an op no handler counted. Module handlers are not applied: this is
+    per op (the roofline's view)."""
+    runner = _HandlerRunner(options, strict, Counts(counts={}, unsupported={}, failures=[]))
+    names = registry.operator_names
+    values: list[dict[str, Any] | None] = []
+    for call in trace.ops:
+        found = registry.lookup(metric, call.op)
+        if found.ignored:
+            values.append({})
+            continue
+        value = None
+        if found.handler is not None:
+            value = runner.run(found.handler, call, metric, call.op, found.source)
+        values.append(None if value is None else _nonzero(value, operator_name(call, names)))
+    return values
+
+
 def _add(table: Table, owners: tuple[str, ...], value: Mapping[str, Any]) -> None:
     for owner in owners:
         ops = table.get(owner)
