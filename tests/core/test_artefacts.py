@@ -281,3 +281,14 @@ def test_a_pt2_file_loads_without_its_weights_and_counts_the_same(tmp_path: Path
     with_weights = torchtally.load_exported(path, weights=True)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in with_weights.state_dict.items())
     assert torchtally.analyze(with_weights, mode="real").total() == SMALL
+
+
+def test_torchscript_inside_a_profiler_session_is_refused_and_the_session_left_alone() -> None:
+    """TorchScript is analysed under the profiler, and one profiler runs at a time."""
+    scripted = torch.jit.script(SmallNet().eval())
+    x = torch.randn(2, 3, 16, 16)
+    with torch.profiler.profile() as session:
+        with pytest.raises(RuntimeError, match="a profiler session is running: analyse the"):
+            torchtally.analyze(scripted, x)
+        scripted(x)
+    assert any(event.name == "aten::linear" for event in session.events())

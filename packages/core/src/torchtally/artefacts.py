@@ -74,6 +74,8 @@ def as_program(model: Any) -> Program:
     if isinstance(model, fx.GraphModule):
         return Program(model, GraphRunner(model))
     if isinstance(model, torch.jit.ScriptModule):
+        if torch._C._autograd._profiler_enabled():
+            raise RuntimeError(_PROFILER_BUSY)
         return Program(model, ScriptRunner())
     check_model(model)  # raises, saying what to pass instead
     return Program(model, Runner())
@@ -343,6 +345,11 @@ def _root_type(graph_module: fx.GraphModule) -> str:
 
 # --- TorchScript -------------------------------------------------------------------------------
 
+_PROFILER_BUSY = (
+    "a TorchScript module is analysed under PyTorch's profiler, which finds the modules its ops "
+    "run in, and a profiler session is running: analyse the module outside it (one profiler "
+    "runs at a time)"
+)
 _MARK = "torchtally#"  # a profiler mark: "torchtally#17" is the 18th recorded op
 _TOKEN = "\x00torchtally-op"  # scope of op n until the profile is read: (_TOKEN, "n")
 # "TOP(ResNet)::forward.", "layer1(Sequential)::forward.", "::batch_norm." (a free function)
@@ -366,7 +373,15 @@ class ScriptRunner(Runner):
         context: RunContext,
     ) -> Any:
         self.found = {}
-        if not kineto_available():  # pragma: no cover - builds without Kineto
+        if torch._C._autograd._profiler_enabled():
+            raise RuntimeError(_PROFILER_BUSY)
+        if not kineto_available():  # pragma: no cover - a build of torch without Kineto
+            warnings.warn(
+                "this build of torch has no profiler to find the modules TorchScript runs: ops "
+                "are counted under the root module, and those named after the torch function "
+                "that issued them (adaptive average pooling's mean) are not recognised",
+                stacklevel=2,
+            )
             return model(*args, **kwargs)
         modules = _ScriptModules(model)
         with tempfile.TemporaryDirectory(prefix="torchtally-") as folder:
