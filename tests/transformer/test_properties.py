@@ -435,6 +435,9 @@ NOT_REACHABLE_ON_CPU = {
     "aten::_scaled_dot_product_attention_math_for_mps",
     "aten::_fused_rms_norm_backward",  # CPU RMSNorm decomposes: its backward never runs
     "aten::_scaled_grouped_mm",  # FP8, CUDA only
+    "aten::_scaled_grouped_mm_v2",
+    "aten::_triton_multi_head_attention",  # CUDA (Triton) kernels of the fused MHA and SDPA
+    "aten::_triton_scaled_dot_attention",
     "higher_order::flex_attention_backward",
     "torch_attn::_varlen_attn",
     "torch_attn::_varlen_attn_backward",

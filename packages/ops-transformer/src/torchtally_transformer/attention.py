@@ -224,6 +224,23 @@ def sdpa_call(bias: str | None = None, alignment: str = TOP_LEFT) -> Callable[[O
     return read
 
 
+def triton_call(call: OpCall) -> Attention:
+    """``_triton_scaled_dot_attention(q, k, v)``: SDPA's shapes under other names."""
+    q: TensorMeta = call.arg("q")
+    k: TensorMeta = call.arg("k")
+    v: TensorMeta = call.arg("v")
+    return Attention(
+        heads=math.prod(q.shape[:-2]),
+        queries=q.shape[-2],
+        keys=k.shape[-2],
+        q_len=q.shape[-2],
+        kv_len=k.shape[-2],
+        qk_dim=q.shape[-1],
+        v_dim=v.shape[-1],
+        dropout=_dropout(call),
+    )
+
+
 BandRule = Callable[[OpCall, int, int], Band | None]
 
 
@@ -395,6 +412,11 @@ def register(handlers: HandlerSet) -> None:
         )
     for op, read in BACKWARD_OPS.items():
         handlers.add_ops(op, flops=counter(read, backward_flops), activations=no_activations)
+    handlers.add_ops(  # its q, k, v under other names
+        "aten::_triton_scaled_dot_attention",
+        flops=counter(triton_call, forward_flops),
+        activations=counter(triton_call, forward_activations),
+    )
     # The math path: the bmm and element-wise ops F.scaled_dot_product_attention decomposes into
     # are core's; they are reported under the same name as the fused kernels.
     handlers.name_functions({"scaled_dot_product_attention": ATTENTION})

@@ -109,7 +109,9 @@ def encoder_layer_activations(call: OpCall, options: CountOptions) -> Mapping[st
 
 def register(handlers: HandlerSet) -> None:
     handlers.add_ops(
-        "aten::_native_multi_head_attention", flops=mha_flops, activations=mha_activations
+        ("aten::_native_multi_head_attention", "aten::_triton_multi_head_attention"),
+        flops=mha_flops,
+        activations=mha_activations,
     )
     handlers.add_ops(
         "aten::_transformer_encoder_layer_fwd",

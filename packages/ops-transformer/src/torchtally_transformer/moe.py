@@ -71,7 +71,7 @@ def grouped_mm_bytes(call: OpCall, options: CountOptions) -> int:
     return moved - weights + round(weights * touched / groups)
 
 
-GROUPED_MMS = ("aten::_grouped_mm", "aten::_scaled_grouped_mm")
+GROUPED_MMS = ("aten::_grouped_mm", "aten::_scaled_grouped_mm", "aten::_scaled_grouped_mm_v2")
 
 
 def register(handlers: HandlerSet) -> None:

@@ -23,9 +23,11 @@ from torchtally.plugin import (
     no_activations,
 )
 from torchtally_vision.resampling import (
+    AFFINE_GRID_NAME,
     ANTIALIAS_TAPS,
     GRID_SAMPLER_MODES,
     GRID_SAMPLER_NAME,
+    LINEAR,
     NEAREST,
     UPSAMPLE_TAPS,
     antialias_taps,
@@ -35,7 +37,11 @@ from torchtally_vision.torchvision_ops import BILINEAR, bin_cells, roi_samples
 # backward op -> its forward op in resampling.py's tables
 UPSAMPLE_BACKWARDS = {f"{op}_backward": op for op in UPSAMPLE_TAPS}
 ANTIALIAS_BACKWARDS = {f"{op}_backward": op for op in ANTIALIAS_TAPS}
-GRID_SAMPLER_BACKWARDS = {"aten::grid_sampler_2d_backward": 2, "aten::grid_sampler_3d_backward": 3}
+GRID_SAMPLER_BACKWARDS = {
+    "aten::grid_sampler_2d_backward": 2,
+    "aten::grid_sampler_3d_backward": 3,
+    "aten::_grid_sampler_2d_cpu_fallback_backward": 2,
+}
 
 
 def forward_name(call: OpCall) -> str:
@@ -77,11 +83,22 @@ def grid_sampler_backward_flops(call: OpCall) -> Any:
         return NotImplemented
     dims = GRID_SAMPLER_BACKWARDS[call.op]
     taps = GRID_SAMPLER_MODES[mode] ** dims
-    grad_input, grad_grid = (bool(m) for m in call.arg("output_mask"))
+    grad_input, grad_grid = (bool(m) for m in call.arguments.get("output_mask", (True, True)))
     per_output = taps * grad_input
     if grad_grid and GRID_SAMPLER_MODES[mode] != NEAREST:
         per_output += taps * dims
     return {GRID_SAMPLER_NAME: per_output * _grad_elements(call)}
+
+
+def cudnn_grid_sampler_backward_flops(call: OpCall) -> dict[str, int]:
+    """cuDNN's bilinear 2d sampler: both gradients, 4 taps x (1 + 2 coordinates) per element."""
+    return {GRID_SAMPLER_NAME: LINEAR**2 * 3 * _grad_elements(call)}
+
+
+def cudnn_affine_grid_backward_flops(call: OpCall) -> dict[str, int]:
+    """theta's gradient: each grid coordinate's gradient times (x, y, 1), as the forward."""
+    grad: TensorMeta = call.arg("grad")
+    return {AFFINE_GRID_NAME: (grad.shape[-1] + 1) * grad.numel}
 
 
 def roi_align_backward_flops(call: OpCall, options: CountOptions) -> dict[str, int]:
@@ -134,6 +151,8 @@ def register(handlers: HandlerSet) -> None:
         **dict.fromkeys(UPSAMPLE_BACKWARDS, upsample_backward_flops),
         **dict.fromkeys(ANTIALIAS_BACKWARDS, antialias_backward_flops),
         **dict.fromkeys(GRID_SAMPLER_BACKWARDS, grid_sampler_backward_flops),
+        "aten::cudnn_grid_sampler_backward": cudnn_grid_sampler_backward_flops,
+        "aten::cudnn_affine_grid_generator_backward": cudnn_affine_grid_backward_flops,
         "torchvision::_roi_align_backward": roi_align_backward_flops,
         "torchvision::_ps_roi_align_backward": roi_align_backward_flops,
         "torchvision::_roi_pool_backward": roi_pool_backward_flops,

@@ -19,6 +19,7 @@ from torchtally.plugin import HandlerSet, OpCall, first_input, first_output, no_
 NEAREST = 1
 LINEAR = 2  # taps per dimension of (bi/tri)linear interpolation
 CUBIC = 4  # taps per dimension of bicubic interpolation
+LANCZOS = 6  # taps per dimension of Lanczos-3 interpolation (a window of 3 on each side)
 
 # op -> samples read per output element
 UPSAMPLE_TAPS: dict[str, int] = {
@@ -38,11 +39,16 @@ UPSAMPLE_TAPS: dict[str, int] = {
 ANTIALIAS_TAPS: dict[str, int] = {
     "aten::_upsample_bilinear2d_aa": LINEAR,
     "aten::_upsample_bicubic2d_aa": CUBIC,
+    "aten::_upsample_lanczos2d_aa": LANCZOS,
 }
 
 # grid_sampler's interpolation_mode argument -> taps per dimension
 GRID_SAMPLER_MODES: dict[int, int] = {0: LINEAR, 1: NEAREST, 2: CUBIC}  # bilinear, nearest, bicubic
-GRID_SAMPLERS: dict[str, int] = {"aten::grid_sampler_2d": 2, "aten::grid_sampler_3d": 3}
+GRID_SAMPLERS: dict[str, int] = {
+    "aten::grid_sampler_2d": 2,
+    "aten::grid_sampler_3d": 3,
+    "aten::_grid_sampler_2d_cpu_fallback": 2,
+}
 
 # fvcore and mmengine trace F.grid_sample as aten::grid_sampler and report it as "grid_sampler".
 GRID_SAMPLER_NAME = "grid_sampler"
@@ -88,10 +94,20 @@ def affine_grid_flops(call: OpCall) -> dict[str, int]:
     return {AFFINE_GRID_NAME: (out.shape[-1] + 1) * out.numel}
 
 
+def cudnn_grid_sampler_flops(call: OpCall) -> dict[str, int]:
+    """cuDNN's grid sampler: bilinear in 2d, 4 samples per output element."""
+    return {GRID_SAMPLER_NAME: LINEAR**2 * first_output(call).numel}
+
+
 def register(handlers: HandlerSet) -> None:
+    handlers.add_ops(
+        "aten::cudnn_grid_sampler", flops=cudnn_grid_sampler_flops, activations=no_activations
+    )
     handlers.add_ops(UPSAMPLE_TAPS, flops=upsample_flops, activations=no_activations)
     handlers.add_ops(ANTIALIAS_TAPS, flops=antialias_flops, activations=no_activations)
     handlers.add_ops(GRID_SAMPLERS, flops=grid_sampler_flops, activations=no_activations)
     handlers.add_ops(
-        "aten::affine_grid_generator", flops=affine_grid_flops, activations=no_activations
+        ("aten::affine_grid_generator", "aten::cudnn_affine_grid_generator"),
+        flops=affine_grid_flops,
+        activations=no_activations,
     )

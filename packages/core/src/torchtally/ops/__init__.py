@@ -14,6 +14,8 @@ from torchtally.ops import (
     ctc,
     elementwise,
     fft,
+    linalg,
+    losses,
     matmul,
     norm,
     pooling,
@@ -38,6 +40,8 @@ for module in (
     scatter,
     ctc,
     quantized,
+    linalg,
+    losses,
     traffic,
 ):
     module.register(handlers)

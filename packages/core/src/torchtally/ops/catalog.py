@@ -9,6 +9,9 @@ roi_align, ...) are in none of the tables. Derived from ``scripts/op_inventory.p
 
 from __future__ import annotations
 
+# Ops that do no arithmetic on tensor values: the reviewed list is no_arithmetic.py's.
+from torchtally.ops.no_arithmetic import NO_ARITHMETIC_OPS as NO_ARITHMETIC_OPS
+
 # Cost convention (fvcore's): one fused multiply-add = 1 FLOP, and so is every IEEE basic
 # operation: add, sub, mul, div, sqrt, rsqrt, reciprocal, compare, min/max, abs, neg,
 # floor/ceil/round, bitwise and logical ops. sqrt/rsqrt/div are single instructions on every
@@ -24,216 +27,6 @@ from __future__ import annotations
 # constant factors into multiply-adds; each entry below shows its formula. Selecting (where,
 # masked_fill, relu's select after the compare) costs nothing beyond the compare.
 _T = 4
-
-# Ops that do no arithmetic on tensor values. Sorting and selection (sort, topk, kthvalue,
-# median, unique) are here too: their comparisons only decide where values go, produce no new
-# value, and their number depends on the algorithm and the data. Single-pass min/max/argmax
-# reductions, in contrast, count one compare per element (REDUCTION_FLOPS), like eq/gt do.
-NO_ARITHMETIC_OPS: frozenset[str] = frozenset(
-    {
-        # views and aliases
-        "aten::_conj",
-        "aten::_fw_primal",
-        "aten::_make_dual",
-        "aten::_reshape_alias",
-        "aten::_unsafe_view",
-        "aten::alias",
-        "aten::as_strided",
-        "aten::as_strided_",
-        "aten::detach",
-        "aten::detach_",
-        "aten::diagonal",
-        "aten::expand",
-        "aten::lift",
-        "aten::lift_fresh",
-        "aten::permute",
-        "aten::select",
-        "aten::slice",
-        "aten::split",
-        "aten::split_with_sizes",
-        "aten::squeeze",
-        "aten::squeeze_",
-        "aten::t",
-        "aten::t_",
-        "aten::transpose",
-        "aten::transpose_",
-        "aten::unbind",
-        "aten::unfold",
-        "aten::unsafe_split",
-        "aten::unsafe_split_with_sizes",
-        "aten::unsqueeze",
-        "aten::unsqueeze_",
-        "aten::view",
-        "aten::view_as_complex",
-        "aten::view_as_real",
-        # view_copy variants (functionalized graphs)
-        "aten::_reshape_alias_copy",
-        "aten::_reshape_copy",
-        "aten::alias_copy",
-        "aten::as_strided_copy",
-        "aten::detach_copy",
-        "aten::diagonal_copy",
-        "aten::expand_copy",
-        "aten::lift_fresh_copy",
-        "aten::narrow_copy",
-        "aten::permute_copy",
-        "aten::select_copy",
-        "aten::slice_copy",
-        "aten::split_copy",
-        "aten::split_with_sizes_copy",
-        "aten::squeeze_copy",
-        "aten::t_copy",
-        "aten::transpose_copy",
-        "aten::unbind_copy",
-        "aten::unfold_copy",
-        "aten::unsqueeze_copy",
-        "aten::view_as_complex_copy",
-        "aten::view_as_real_copy",
-        "aten::view_copy",
-        # copies, dtype/device conversions (.to, .float, .contiguous end in these), resizing
-        "aten::_copy_from",
-        "aten::_copy_from_and_resize",
-        "aten::_lazy_clone",
-        "aten::_resize_output_",
-        "aten::_to_copy",
-        "aten::clone",
-        "aten::complex",
-        "aten::copy",
-        "aten::copy_",
-        "aten::resize_",
-        "aten::resize_as_",
-        "aten::set_",
-        # creation, filling and random generation (no arithmetic on model data)
-        "aten::_efficientzerotensor",
-        "aten::arange",
-        "aten::bernoulli",
-        "aten::bernoulli_",
-        "aten::cauchy_",
-        "aten::empty",
-        "aten::empty_like",
-        "aten::empty_permuted",
-        "aten::empty_strided",
-        "aten::exponential_",
-        "aten::eye",
-        "aten::fill",
-        "aten::fill_",
-        "aten::full",
-        "aten::full_like",
-        "aten::geometric_",
-        "aten::linspace",
-        "aten::log_normal_",
-        "aten::new_empty",
-        "aten::new_empty_strided",
-        "aten::new_full",
-        "aten::new_ones",
-        "aten::new_zeros",
-        "aten::normal",
-        "aten::normal_",
-        "aten::ones",
-        "aten::ones_like",
-        "aten::rand",
-        "aten::rand_like",
-        "aten::randint",
-        "aten::randint_like",
-        "aten::randn",
-        "aten::randn_like",
-        "aten::random_",
-        "aten::randperm",
-        "aten::range",
-        "aten::scalar_tensor",
-        "aten::tril_indices",
-        "aten::triu_indices",
-        "aten::uniform",
-        "aten::uniform_",
-        "aten::zero",
-        "aten::zero_",
-        "aten::zeros",
-        "aten::zeros_like",
-        # joining, tiling, padding, reordering
-        "aten::_chunk_cat",
-        "aten::_stack",
-        "aten::block_diag",
-        "aten::cat",
-        "aten::channel_shuffle",
-        "aten::constant_pad_nd",
-        "aten::diag_embed",
-        "aten::flip",
-        "aten::im2col",
-        "aten::pixel_shuffle",
-        "aten::pixel_unshuffle",
-        "aten::reflection_pad1d",
-        "aten::reflection_pad2d",
-        "aten::reflection_pad3d",
-        "aten::repeat",
-        "aten::repeat_interleave",
-        "aten::replication_pad1d",
-        "aten::replication_pad2d",
-        "aten::replication_pad3d",
-        "aten::roll",
-        "aten::rot90",
-        "aten::stack",
-        "aten::tril",
-        "aten::tril_",
-        "aten::triu",
-        "aten::triu_",
-        # indexing, gathering, masking (scatter and index_put, which may reduce, are in
-        # scatter.py)
-        "aten::_unsafe_index",
-        "aten::_unsafe_masked_index",
-        "aten::as_strided_scatter",
-        "aten::diagonal_backward",
-        "aten::diagonal_scatter",
-        "aten::embedding",
-        "aten::gather",
-        "aten::index",
-        "aten::index_copy",
-        "aten::index_copy_",
-        "aten::index_fill",
-        "aten::index_fill_",
-        "aten::index_select",
-        "aten::masked_fill",
-        "aten::masked_fill_",
-        "aten::masked_scatter",
-        "aten::masked_scatter_",
-        "aten::masked_select",
-        "aten::nonzero",
-        "aten::nonzero_static",
-        "aten::select_backward",
-        "aten::select_scatter",
-        "aten::slice_backward",
-        "aten::slice_scatter",
-        "aten::take",
-        "aten::where",
-        # sorting and selection (see above)
-        "aten::_unique",
-        "aten::_unique2",
-        "aten::bucketize",
-        "aten::kthvalue",
-        "aten::median",
-        "aten::nanmedian",
-        "aten::searchsorted",
-        "aten::sort",
-        "aten::topk",
-        "aten::unique_consecutive",
-        "aten::unique_dim",
-        "aten::unique_dim_consecutive",
-        # scalars, metadata, assertions
-        "aten::_assert_async",
-        "aten::_assert_scalar",
-        "aten::_assert_tensor_metadata",
-        "aten::_functional_assert_async",
-        "aten::_functional_assert_scalar",
-        "aten::_functional_sym_constrain_range",
-        "aten::_functional_sym_constrain_range_for_size",
-        "aten::_local_scalar_dense",
-        "aten::_make_dep_token",
-        "aten::_nnz",
-        "aten::is_same_size",
-        "aten::record_stream",
-        "aten::sym_constrain_range",
-        "aten::sym_constrain_range_for_size",
-    }
-)
 
 # FLOPs per output element. In-place variants (add_) cost the same as their out-of-place op.
 POINTWISE_FLOPS: dict[str, int] = {
@@ -478,6 +271,102 @@ POINTWISE_FLOPS: dict[str, int] = {
     "aten::_masked_scale": 2,
     "aten::native_dropout": 2,
     "aten::native_dropout_backward": 2,  # grad * mask * scale
+    # special functions: one library routine each (_T), as exp and erf
+    "aten::angle": _T,  # atan2(imag, real)
+    "aten::digamma": _T,
+    "aten::digamma_": _T,
+    "aten::lgamma": _T,
+    "aten::lgamma_": _T,
+    "aten::i0": _T,
+    "aten::i0_": _T,
+    "aten::igamma": _T,
+    "aten::igamma_": _T,
+    "aten::igammac": _T,
+    "aten::igammac_": _T,
+    "aten::polygamma": _T,
+    "aten::polygamma_": _T,
+    "aten::special_airy_ai": _T,
+    "aten::special_bessel_j0": _T,
+    "aten::special_bessel_j1": _T,
+    "aten::special_bessel_y0": _T,
+    "aten::special_bessel_y1": _T,
+    "aten::special_erfcx": _T,
+    "aten::special_i0e": _T,
+    "aten::special_i1": _T,
+    "aten::special_i1e": _T,
+    "aten::special_log_ndtr": _T,
+    "aten::special_modified_bessel_i0": _T,
+    "aten::special_modified_bessel_i1": _T,
+    "aten::special_modified_bessel_k0": _T,
+    "aten::special_modified_bessel_k1": _T,
+    "aten::special_ndtri": _T,
+    "aten::special_scaled_modified_bessel_k0": _T,
+    "aten::special_scaled_modified_bessel_k1": _T,
+    "aten::special_spherical_bessel_j0": _T,
+    "aten::special_zeta": _T,
+    # orthogonal polynomials of degree n: a recurrence, counted as one library routine
+    "aten::special_chebyshev_polynomial_t": _T,
+    "aten::special_chebyshev_polynomial_u": _T,
+    "aten::special_chebyshev_polynomial_v": _T,
+    "aten::special_chebyshev_polynomial_w": _T,
+    "aten::special_shifted_chebyshev_polynomial_t": _T,
+    "aten::special_shifted_chebyshev_polynomial_u": _T,
+    "aten::special_shifted_chebyshev_polynomial_v": _T,
+    "aten::special_shifted_chebyshev_polynomial_w": _T,
+    "aten::special_hermite_polynomial_h": _T,
+    "aten::special_hermite_polynomial_he": _T,
+    "aten::special_laguerre_polynomial_l": _T,
+    "aten::special_legendre_polynomial_p": _T,
+    "aten::special_entr": _T + 1,  # -x * log(x)
+    "aten::special_xlog1py": _T + 1,  # x * log1p(y)
+    "aten::_standard_gamma_grad": 2 * _T,
+    "aten::_dirichlet_grad": 3 * _T,
+    # integer and float bit arithmetic
+    "aten::gcd": _T,  # Euclid's loop: a few remainders, as a library routine
+    "aten::gcd_": _T,
+    "aten::lcm": _T + 2,  # a * b / gcd(a, b)
+    "aten::lcm_": _T + 2,
+    "aten::ldexp": 2,  # x * 2 ** e
+    "aten::ldexp_": 2,
+    "aten::nextafter": 1,
+    "aten::nextafter_": 1,
+    "aten::frexp": 2,
+    "aten::polar": 2 * _T + 2,  # (r cos t, r sin t)
+    "aten::_conj_physical": 1,  # the imaginary part negated
+    "aten::conj_physical_": 1,
+    "aten::isin": 1,  # a compare per element (the search only selects)
+    "aten::linalg_cross": 2,  # each component of a x b: a multiply and a multiply-subtract
+    # rrelu in training: x < 0 ? x * noise : x, the noise drawn (free)
+    "aten::rrelu_with_noise": 2,
+    "aten::rrelu_with_noise_": 2,
+    "aten::rrelu_with_noise_functional": 2,
+    # forward-mode derivatives of glu: as glu's gradient (backward.py)
+    "aten::glu_jvp": _T + 6,
+    "aten::glu_backward_jvp": _T + 6,
+    "aten::renorm": 2,  # each slice's norm (1 per element) and its scale (1)
+    "aten::renorm_": 2,
+    "aten::_transform_bias_rescale_qkv": 2,  # bias add and the query's scale
+    # mixed precision: isfinite and the unscale (x * inv_scale); the scale update (scalars)
+    "aten::_amp_update_scale": 2,
+    "aten::_amp_update_scale_": 2,
+    # fake quantisation (quantisation-aware training): quantise (4) then dequantise (2)
+    "aten::fake_quantize_per_channel_affine_cachemask": 6,
+    "aten::fake_quantize_per_tensor_affine_cachemask": 6,
+    "aten::_fake_quantize_per_tensor_affine_cachemask_tensor_qparams": 6,
+    "aten::_fake_quantize_learnable_per_channel_affine": 6,
+    "aten::_fake_quantize_learnable_per_tensor_affine": 6,
+    # learnable: grad * in-range mask (1), the scale's and zero point's gradients (2 each)
+    "aten::_fake_quantize_learnable_per_channel_affine_backward": 5,
+    "aten::_fake_quantize_learnable_per_tensor_affine_backward": 5,
+    # an observer's running min and max (2) and the fake quantisation (6)
+    "aten::_fused_moving_avg_obs_fq_helper": 8,
+    "aten::_fused_moving_avg_obs_fq_helper_functional": 8,
+    # sparse softmax over the stored elements, as the dense ones
+    "aten::_sparse_softmax": 2 * _T,
+    "aten::_sparse_log_softmax": _T + 4,
+    "aten::_sparse_softmax_backward_data": 3,
+    "aten::_sparse_log_softmax_backward_data": _T + 2,
+    "aten::_nested_tensor_softmax_with_shape": 2 * _T,
 }
 
 # FLOPs per INPUT element (the final per-output divide, sqrt or log is not counted).
@@ -523,6 +412,45 @@ REDUCTION_FLOPS: dict[str, int] = {
     "aten::cumsum_": 1,
     "aten::_logcumsumexp": 2 * _T + 3,  # a logaddexp with the running value
     "aten::logcumsumexp": 2 * _T + 3,
+    "aten::_cummax_helper": 1,
+    "aten::_cummin_helper": 1,
+    "aten::linalg__powsum": 1,  # |x| ** p accumulated, as the norms
+    "aten::dist": 2,  # |a - b| ** p accumulated: a subtract and a multiply-add
+    "aten::equal": 1,  # a compare per element
+    "aten::allclose": 4,  # |a - b| <= atol + rtol * |b|: sub, abs, FMA, compare
+    "aten::bincount": 1,  # an add into its bin
+    "aten::histogram": 3,  # as histc
+    "aten::_histogramdd_from_bin_cts": 3,
+    "aten::_histogramdd_from_bin_tensors": 3,
+    "aten::_coalesce": 1,  # duplicate sparse entries added
+    "aten::_sparse_sum": 1,
+    "aten::_sparse_csr_sum": 1,
+    "aten::_sparse_csr_prod": 1,
+    "aten::unfold_backward": 1,  # overlapping windows' gradients added
+    # padding's gradients: reflected and replicated positions add into the border
+    "aten::reflection_pad1d_backward": 1,
+    "aten::reflection_pad2d_backward": 1,
+    "aten::reflection_pad3d_backward": 1,
+    "aten::replication_pad1d_backward": 1,
+    "aten::replication_pad2d_backward": 1,
+    "aten::replication_pad3d_backward": 1,
+}
+
+# Losses: FLOPs per element of the INPUT (the per-element formula; the mean or sum adds 1 more
+# per element unless reduction="none").
+LOSS_FLOPS: dict[str, int] = {
+    "aten::mse_loss": 2,  # (x - y) ** 2: sub, mul
+    # |d| < beta ? 0.5 d * d / beta : |d| - 0.5 beta: sub, abs, compare, FMA
+    "aten::smooth_l1_loss": 4,
+    "aten::huber_loss": 4,
+    "aten::binary_cross_entropy": 2 * _T + 4,  # -(y log x + (1 - y) log(1 - x)): 2 logs, sub, FMA
+    # (1 - y) x + log1p(exp(-|x|)) + max(-x, 0): abs, exp, log1p, max, FMA, add
+    "aten::binary_cross_entropy_with_logits": 2 * _T + 4,
+    "aten::soft_margin_loss": 2 * _T + 1,  # log1p(exp(-y x))
+    "aten::soft_margin_loss_backward": _T + 4,
+    # per class of each sample: max(0, margin - x[y] + x[i]): sub, add, max
+    "aten::multi_margin_loss": 3,
+    "aten::multi_margin_loss_backward": 3,
 }
 
 # aten::gelu with approximate="tanh": x*x, FMA, mul, tanh, mul, FMA.

@@ -59,7 +59,8 @@ def ctc_loss_backward_flops(call: OpCall, options: CountOptions) -> Any:
 
 
 def register(handlers: HandlerSet) -> None:
-    handlers.add_ops("aten::_ctc_loss", flops=ctc_loss_flops, activations=no_activations)
+    losses = ("aten::_ctc_loss", "aten::_cudnn_ctc_loss", "aten::miopen_ctc_loss")
+    handlers.add_ops(losses, flops=ctc_loss_flops, activations=no_activations)
     handlers.add_ops(
         "aten::_ctc_loss_backward", flops=ctc_loss_backward_flops, activations=no_activations
     )

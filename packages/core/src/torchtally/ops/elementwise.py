@@ -31,7 +31,7 @@ def pointwise_flops(call: OpCall, options: CountOptions) -> Any:
         return 0
     if not options.elementwise:
         return NotImplemented
-    return POINTWISE_FLOPS[call.op] * first_output(call).numel
+    return POINTWISE_FLOPS[call.op] * first_output(call).stored
 
 
 def gelu_flops(call: OpCall, options: CountOptions) -> Any:
@@ -45,7 +45,7 @@ def reduction_flops(call: OpCall, options: CountOptions) -> Any:
         return 0  # linear's bias gradient: a sum, uncounted like the bias
     if not options.elementwise:
         return NotImplemented
-    return REDUCTION_FLOPS[call.op] * first_input(call).numel
+    return REDUCTION_FLOPS[call.op] * first_input(call).stored
 
 
 def register(handlers: HandlerSet) -> None:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 
 from torchtally.handlers import HandlerSet
-from torchtally.ops.common import first_output, output_numel
+from torchtally.ops.common import first_output, no_activations, output_numel
 from torchtally.records import OpCall, TensorMeta
 
 
@@ -83,16 +83,145 @@ def trilinear_flops(call: OpCall) -> int:
     return math.prod(first) + math.prod(second)
 
 
+def product_flops(call: OpCall) -> int:
+    """Output elements x the first operand's last dim (the contraction): integer, fp8 and
+    low-bit weight matmuls, whose weights come packed (``_int_mm``, ``_scaled_mm``,
+    ``_weight_int4pack_mm``, ...)."""
+    return first_output(call).numel * call.input_tensors[0].shape[-1]
+
+
+def outer_flops(call: OpCall) -> int:
+    """``addr``: an outer product added to a matrix, 1 multiply-add per output element."""
+    return first_output(call).numel
+
+
+def semi_structured_flops(call: OpCall) -> int:
+    """2:4 semi-structured sparse matmuls multiply the stored half of the sparse operand: its
+    compressed (m, k / 2) shape counts as a dense one."""
+    if call.op == "aten::_cslt_sparse_mm":
+        dense: TensorMeta = call.arg("dense_B")
+        return first_output(call).numel * dense.shape[0] // 2
+    if call.op == "aten::_sparse_semi_structured_linear":
+        weight: TensorMeta = call.arg("weight")
+        x: TensorMeta = call.arg("input")
+        return x.numel // x.shape[-1] * weight.numel
+    mat1: TensorMeta = call.arg("mat1")
+    return first_output(call).numel * mat1.shape[-1]
+
+
+def sampled_addmm_flops(call: OpCall) -> int:
+    """``sparse_sampled_addmm``: mat1 @ mat2 only where the sparse `self` stores an element."""
+    sparse: TensorMeta = call.arg("self")
+    mat1: TensorMeta = call.arg("mat1")
+    return sparse.stored * mat1.shape[-1]
+
+
+def linear_flops(call: OpCall) -> int:
+    """``mkldnn_linear``: as ``nn.Linear``, rows x out x in."""
+    x: TensorMeta = call.arg("self")
+    weight: TensorMeta = call.arg("weight")
+    return x.numel // x.shape[-1] * weight.numel
+
+
+def linear_backward_flops(call: OpCall) -> int:
+    """``linear_backward``, ``mkldnn_linear_backward``: the input's and the weight's gradients,
+    each the forward's rows x out x in (the bias's is a sum, ignored with the bias)."""
+    grad: TensorMeta = call.arg("grad_output")
+    weight: TensorMeta = call.arg("weight")
+    grad_input, grad_weight = (bool(m) for m in call.arg("output_mask")[:2])
+    return grad.numel // grad.shape[-1] * weight.numel * (grad_input + grad_weight)
+
+
+def mkldnn_linear_backward_part_flops(call: OpCall) -> int:
+    grad: TensorMeta = call.arg("grad_output")
+    weight: TensorMeta = call.arg("weight")
+    return grad.numel // grad.shape[-1] * weight.numel
+
+
+def matmul_backward_flops(call: OpCall) -> int:
+    """``matmul_backward``: each gradient the forward's output elements x contraction."""
+    grad: TensorMeta = call.arg("grad")
+    x: TensorMeta = call.arg("self")
+    return grad.numel * x.shape[-1] * sum(bool(m) for m in call.arg("mask"))
+
+
+def linear_combination_flops(call: OpCall) -> int:
+    """``_compute_linear_combination``: each output a combination of `coefficients.shape[-1]`
+    inputs."""
+    coefficients: TensorMeta = call.arg("coefficients")
+    return first_output(call).numel * coefficients.shape[-1]
+
+
+def pdist_flops(call: OpCall) -> int:
+    """``_pdist_forward`` (``F.pdist``) and its gradient: one multiply-add per pair and feature,
+    as ``torch.cdist``."""
+    x: TensorMeta = call.arg("self")
+    pairs = x.shape[0] * (x.shape[0] - 1) // 2
+    return pairs * x.shape[-1]
+
+
+def sparse_mm_reduce_backward_flops(call: OpCall) -> int:
+    sparse: TensorMeta = call.arg("self")
+    grad: TensorMeta = call.arg("grad_out")
+    return sparse.stored * grad.shape[-1] * sum(bool(m) for m in call.arg("output_mask"))
+
+
+PRODUCTS = (
+    "aten::_int_mm",
+    "aten::_weight_int4pack_mm",
+    "aten::_weight_int4pack_mm_for_cpu",
+    "aten::_weight_int4pack_mm_with_scales_and_zeros",
+    "aten::_weight_int8pack_mm",
+    "aten::_dyn_quant_matmul_4bit",
+    "aten::_mixed_dtypes_linear",
+    "aten::_scaled_mm",
+    "aten::_scaled_mm_v2",
+)
+SEMI_STRUCTURED = (
+    "aten::_cslt_sparse_mm",
+    "aten::_sparse_semi_structured_addmm",
+    "aten::_sparse_semi_structured_linear",
+    "aten::_sparse_semi_structured_mm",
+)
+
+
 def register(handlers: HandlerSet) -> None:
+    handlers.add_ops(PRODUCTS, flops=product_flops, activations=output_numel)
+    handlers.add_ops(SEMI_STRUCTURED, flops=semi_structured_flops, activations=output_numel)
+    more = {
+        "aten::addr": outer_flops,
+        "aten::addr_": outer_flops,
+        "aten::sparse_sampled_addmm": sampled_addmm_flops,
+        "aten::mkldnn_linear": linear_flops,
+        "aten::_compute_linear_combination": linear_combination_flops,
+        "aten::_pdist_forward": pdist_flops,
+    }
+    for op, handler in more.items():
+        handlers.add_ops(op, flops=handler, activations=output_numel)
+    gradients = {
+        "aten::linear_backward": linear_backward_flops,
+        "aten::mkldnn_linear_backward": linear_backward_flops,
+        "aten::mkldnn_linear_backward_input": mkldnn_linear_backward_part_flops,
+        "aten::mkldnn_linear_backward_weights": mkldnn_linear_backward_part_flops,
+        "aten::matmul_backward": matmul_backward_flops,
+        "aten::_pdist_backward": pdist_flops,
+        "aten::_sparse_mm_reduce_impl_backward": sparse_mm_reduce_backward_flops,
+    }
+    for op, handler in gradients.items():
+        handlers.add_ops(op, flops=handler, activations=no_activations)
     flops = {
         "aten::mm": lambda call: _mm(call, "self", "mat2"),
         "aten::bmm": lambda call: _mm(call, "self", "mat2"),
         "aten::addmm": lambda call: _mm(call, "mat1", "mat2"),
+        "aten::addmm_": lambda call: _mm(call, "mat1", "mat2"),
         "aten::_addmm_activation": lambda call: _mm(call, "mat1", "mat2"),
         "aten::baddbmm": lambda call: _mm(call, "batch1", "batch2"),
+        "aten::baddbmm_": lambda call: _mm(call, "batch1", "batch2"),
         "aten::addbmm": lambda call: _mm(call, "batch1", "batch2"),
+        "aten::addbmm_": lambda call: _mm(call, "batch1", "batch2"),
         "aten::mv": lambda call: _mv(call, "self"),
         "aten::addmv": lambda call: _mv(call, "mat"),
+        "aten::addmv_": lambda call: _mv(call, "mat"),
         "aten::dot": lambda call: _mv(call, "self"),
         "aten::vdot": lambda call: _mv(call, "self"),
         "aten::_sparse_addmm": lambda call: _mm(call, "mat1", "mat2"),

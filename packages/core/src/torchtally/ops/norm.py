@@ -68,7 +68,46 @@ def weight_norm_backward_flops(call: OpCall, options: CountOptions) -> Any:
     return 3 * v.numel
 
 
+# The pieces of batch norm that SyncBatchNorm and CUDA's batch norm run as ops of their own,
+# per input element; together they cost what native_batch_norm does (statistics 2 + normalising
+# 3 = 5 with a weight), and its gradient (2 sums + 2 = 4).
+BATCH_NORM_PIECES = {
+    "aten::batch_norm_stats": 2,  # mean and variance: x and x * x accumulated
+    "aten::batch_norm_update_stats": 2,
+    "aten::batch_norm_backward_reduce": 2,  # sum(g) and sum(g * (x - mean))
+    "aten::batch_norm_backward_elemt": 2,  # a * g + b * x + c
+}
+
+
+def batch_norm_piece_flops(call: OpCall) -> int:
+    x: TensorMeta = (
+        call.input_tensors[0]
+        if call.op != "aten::batch_norm_backward_reduce"
+        else (call.arg("input"))
+    )
+    return BATCH_NORM_PIECES[call.op] * x.numel
+
+
+def batch_norm_elemt_flops(call: OpCall) -> int:
+    """(x - mean) * invstd (* weight + bias): 3 per element with a weight, 2 without."""
+    x: TensorMeta = call.arg("input")
+    return x.numel * (3 if call.arguments.get("weight") is not None else 2)
+
+
+def batch_norm_gather_stats_flops(call: OpCall) -> int:
+    """The devices' means and variances combined: 3 per element of the gathered means."""
+    mean: TensorMeta = call.arg("mean")
+    return 3 * mean.numel
+
+
 def register(handlers: HandlerSet) -> None:
+    handlers.add_ops(tuple(BATCH_NORM_PIECES), flops=batch_norm_piece_flops)
+    handlers.add_ops("aten::batch_norm_elemt", flops=batch_norm_elemt_flops)
+    gather = ("aten::batch_norm_gather_stats", "aten::batch_norm_gather_stats_with_counts")
+    handlers.add_ops(gather, flops=batch_norm_gather_stats_flops)
+    handlers.add_ops(
+        (*BATCH_NORM_PIECES, "aten::batch_norm_elemt", *gather), activations=no_activations
+    )
     handlers.add_ops(TRAINING_BATCH_NORMS, flops=_batch_norm)
     handlers.add_ops(EVAL_BATCH_NORMS, flops=lambda call: _norm(call, training=False))
     handlers.add_ops(NO_UPDATE_BATCH_NORMS, flops=_no_update_batch_norm)

@@ -89,7 +89,51 @@ def _mean(call: OpCall, options: CountOptions) -> Any:
     return reduction_flops(call, options)
 
 
+def _fractional_flops(call: OpCall, options: CountOptions) -> Any:
+    """Fractional max pooling: each output compares its kernel_size window."""
+    if not options.elementwise:
+        return NotImplemented
+    return call.output_tensors[0].numel * math.prod(call.arg("kernel_size"))
+
+
+def _mkldnn_max_pool_flops(call: OpCall, options: CountOptions) -> Any:
+    if not options.elementwise:
+        return NotImplemented
+    dims = len(call.arg("kernel_size"))
+    return window_taps(call, dims, call.arg("self"), call.output_tensors[0])
+
+
+def _per_grad_output(call: OpCall, options: CountOptions) -> Any:
+    """A max pool's gradient: each output gradient added to its window's maximum."""
+    if not options.elementwise:
+        return NotImplemented
+    grad: TensorMeta = call.arg("grad_output")
+    return grad.numel
+
+
+MORE_MAX_POOLS = {
+    "aten::fractional_max_pool2d": _fractional_flops,
+    "aten::fractional_max_pool3d": _fractional_flops,
+    "aten::mkldnn_max_pool2d": _mkldnn_max_pool_flops,
+    "aten::mkldnn_max_pool3d": _mkldnn_max_pool_flops,
+    "aten::fractional_max_pool2d_backward": _per_grad_output,
+    "aten::fractional_max_pool3d_backward": _per_grad_output,
+    "aten::mkldnn_max_pool2d_backward": _per_grad_output,
+    "aten::mkldnn_max_pool3d_backward": _per_grad_output,
+    "aten::max_pool2d_backward": _per_grad_output,
+}
+# adaptive average pooling's other kernels and gradients: 1 per input element, always
+MORE_ADAPTIVE_AVG_POOLS = (
+    "aten::mkldnn_adaptive_avg_pool2d",
+    "aten::mkldnn_adaptive_avg_pool2d_backward",
+    "aten::adaptive_avg_pool3d_backward",
+)
+
+
 def register(handlers: HandlerSet) -> None:
+    for op, handler in MORE_MAX_POOLS.items():
+        handlers.add_ops(op, flops=handler, activations=no_activations)
+    handlers.add_ops(MORE_ADAPTIVE_AVG_POOLS, flops=_input_elements, activations=no_activations)
     handlers.add_ops(WINDOW_POOLS, flops=_window_flops, activations=no_activations)
     handlers.add_ops(ADAPTIVE_MAX_POOLS, flops=_adaptive_max_flops, activations=no_activations)
     adaptive_avg_pools = ("aten::_adaptive_avg_pool2d", "aten::_adaptive_avg_pool3d")

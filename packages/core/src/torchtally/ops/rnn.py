@@ -172,6 +172,37 @@ def _layers(call: OpCall) -> list[Recurrence]:
     return layers
 
 
+def _mps_layers(call: OpCall) -> list[Recurrence]:
+    """Every layer and direction of MPS's LSTM (``_lstm_mps``, ``lstm_mps_backward``)."""
+    x: TensorMeta = call.arg("input")
+    hx: TensorMeta = call.arg("hx")[0]
+    hidden, directions = hx.shape[-1], 2 if call.arg("bidirectional") else 1
+    size, layers = x.shape[-1], []
+    rows, steps, first = _sequence(x, hx, [], False)
+    for _ in range(int(call.arg("num_layers"))):
+        for _ in range(directions):
+            bias = bool(call.arg("has_biases"))
+            layers.append(Recurrence("lstm", size, hidden, 0, rows, steps, first, bias))
+        size = directions * hidden
+    return layers
+
+
+def mps_lstm_flops(call: OpCall, options: CountOptions) -> int:
+    return sum(layer.forward(options) for layer in _mps_layers(call))
+
+
+def mps_lstm_backward_flops(call: OpCall, options: CountOptions) -> int:
+    """MPS computes every gradient; the input's is counted when autograd needs it."""
+    needs = call.needs_input_grad or (True,)
+    directions = 2 if call.arg("bidirectional") else 1
+    return sum(
+        layer.backward(
+            options, input_grad=needs[0] or i >= directions, state_grad=False, weight_grad=True
+        )
+        for i, layer in enumerate(_mps_layers(call))
+    )
+
+
 def fused_rnn_flops(call: OpCall, options: CountOptions) -> int:
     """``_cudnn_rnn``, ``miopen_rnn``: every layer and direction."""
     return sum(layer.forward(options) for layer in _layers(call))
@@ -281,7 +312,12 @@ FUNCTIONS = {
 def fused_rnn_activations(call: OpCall) -> int:
     """The unrolled path's matmul outputs: the input's and the state's gates (N*G*H each) and
     the projection's N*P, per layer and direction."""
-    layers = [_mkldnn_layer(call)] if call.op == "aten::mkldnn_rnn_layer" else _layers(call)
+    if call.op == "aten::mkldnn_rnn_layer":
+        layers = [_mkldnn_layer(call)]
+    elif call.op == "aten::_lstm_mps":
+        layers = _mps_layers(call)
+    else:
+        layers = _layers(call)
     return sum(r.rows * (2 * r.gates * r.hidden + r.proj) for r in layers)
 
 
@@ -290,6 +326,7 @@ def register(handlers: HandlerSet) -> None:
         "aten::_cudnn_rnn": fused_rnn_flops,
         "aten::miopen_rnn": fused_rnn_flops,
         "aten::mkldnn_rnn_layer": mkldnn_rnn_layer_flops,
+        "aten::_lstm_mps": mps_lstm_flops,
         "aten::_thnn_fused_lstm_cell": fused_cell_flops,
         "aten::_thnn_fused_gru_cell": fused_cell_flops,
     }
@@ -297,6 +334,7 @@ def register(handlers: HandlerSet) -> None:
         "aten::_cudnn_rnn_backward": fused_rnn_backward_flops,
         "aten::miopen_rnn_backward": fused_rnn_backward_flops,
         "aten::mkldnn_rnn_layer_backward": mkldnn_rnn_layer_backward_flops,
+        "aten::lstm_mps_backward": mps_lstm_backward_flops,
         "aten::_thnn_fused_lstm_cell_backward_impl": fused_cell_backward_flops,
         "aten::_thnn_fused_gru_cell_backward": fused_cell_backward_flops,
     }

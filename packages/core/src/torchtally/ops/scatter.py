@@ -154,9 +154,37 @@ SCATTER_REDUCTIONS = (
 INDEX_PUTS = (
     "aten::index_put",
     "aten::index_put_",
+    "aten::_index_put_impl",
     "aten::_index_put_impl_",
     "aten::_unsafe_index_put",
 )
+
+
+def put_flops(call: OpCall, options: CountOptions) -> Any:
+    """``put`` with ``accumulate=True`` adds `source` into `self` at flat indices: 1 each."""
+    if not call.arguments.get("accumulate"):
+        return 0
+    if not options.elementwise:
+        return NotImplemented
+    source: TensorMeta = call.arg("source")
+    return source.numel
+
+
+def masked_accumulate_flops(call: OpCall, options: CountOptions) -> Any:
+    """``_unsafe_masked_index_put_accumulate``: the values added into the indexed elements."""
+    if not options.elementwise:
+        return NotImplemented
+    values: TensorMeta = call.arg("values")
+    return values.numel
+
+
+def segment_reduce_backward_flops(call: OpCall, options: CountOptions) -> Any:
+    """Each data element gets its segment's gradient (scaled for a mean, compared for max/min,
+    divided for a product): 1 per data element."""
+    if not options.elementwise:
+        return NotImplemented
+    data: TensorMeta = call.arg("data")
+    return data.numel
 
 
 def register(handlers: HandlerSet) -> None:
@@ -173,3 +201,14 @@ def register(handlers: HandlerSet) -> None:
     )
     handlers.add_ops(bag_gradients, flops=embedding_bag_backward_flops, activations=no_activations)
     handlers.add_ops("aten::col2im", flops=col2im_flops, activations=no_activations)
+    handlers.add_ops(("aten::put", "aten::put_"), flops=put_flops, activations=no_activations)
+    handlers.add_ops(
+        "aten::_unsafe_masked_index_put_accumulate",
+        flops=masked_accumulate_flops,
+        activations=no_activations,
+    )
+    handlers.add_ops(
+        "aten::_segment_reduce_backward",
+        flops=segment_reduce_backward_flops,
+        activations=no_activations,
+    )
