@@ -730,3 +730,21 @@ def test_hardware_lists_the_devices(run: Run) -> None:
     assert json.loads(out)[0]["name"] == "h100-sxm"
     code, _, err = run("hardware", "h10")
     assert code == EXIT_USAGE and "did you mean 'h100'" in err
+
+
+def test_generate_on_hardware(run: Run, llama_json: str) -> None:
+    argv = ("transformers:LlamaForCausalLM", "--config", llama_json, "--seq-len", "8")
+    code, out, err = run(*argv, "--generate", "4", "--hardware", "h100-sxm", "-q")
+    assert code == 0, err
+    assert "On h100-sxm (roofline estimate): time to first token" in out
+    assert "Time per output token" in out and "largest batch" in out
+    code, out, err = run(*argv, "--generate", "4", "--hardware", "h100-sxm", "--format", "json")
+    assert code == 0, err
+    timed = json.loads(out)["hardware"]
+    assert timed["hardware"] == "h100-sxm"
+    assert len(timed["decode_step_s"]) == 3
+    assert timed["time_per_output_token_s"] == pytest.approx(sum(timed["decode_step_s"]) / 3)
+    code, _, err = run(*argv, "--generate", "4", "--hardware", "h100x")
+    assert code == EXIT_USAGE and "did you mean" in err
+    code, _, err = run(*argv, "--hardware", "h100-sxm")
+    assert code == EXIT_USAGE and "--hardware estimates times with --generate" in err

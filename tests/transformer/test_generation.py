@@ -651,3 +651,43 @@ def test_experts_touched() -> None:
     assert experts_touched(8, 4, 2) == 8 * (1 - 0.75**2)  # two tokens: 3.5 on average
     assert experts_touched(8, 4, None) == 4  # no rule: at most one expert per row
     assert experts_touched(8, 4096, None) == 8
+
+
+# --- on a device ------------------------------------------------------------------------------
+
+
+def test_times_of_derived_steps_equal_each_traced_steps_roofline() -> None:
+    # A device whose FLOP/s is below its bytes/s: a decode step's attention (256 multiply-adds
+    # and 512 bytes of keys and values per cached token and layer, plus 1,024 bytes of query and
+    # output) is memory-bound over few keys and compute-bound from 18 keys on, inside this
+    # decode, so its time is not one line: each op's two roofline terms are.
+    device = torchtally.Hardware(
+        "slow", peak_flops={"float32": 0.9e9}, memory_bandwidth=1e9, memory=1e6
+    )
+    timed = derived("llama-gqa").on(device)
+    assert any(line.switching for line in timed._lines)
+    traced = every("llama-gqa")
+    for i in range(1, N):
+        expected = traced.decode_step(i).roofline(device).total()
+        assert timed.step_seconds(i) == pytest.approx(expected, rel=1e-12), f"step {i}"
+    assert timed.time_to_first_token == derived("llama-gqa").prefill.roofline(device).total()
+    assert timed.decode_seconds == pytest.approx(sum(timed.step_times()))
+    assert timed.time_per_output_token == pytest.approx(timed.decode_seconds / (N - 1))
+    assert timed.tokens_per_second == pytest.approx(B / timed.time_per_output_token)
+    assert timed.end_to_end_tokens_per_second == pytest.approx(
+        B * N / (timed.time_to_first_token + timed.decode_seconds)
+    )
+
+
+def test_on_a_named_device_with_its_memory() -> None:
+    result = derived("llama-gqa")
+    timed = result.on("h100-sxm")
+    assert timed.hardware.memory is not None
+    assert timed.max_batch == result.max_batch(int(timed.hardware.memory))
+    assert timed.time_to_first_token > 0 and timed.time_per_output_token > 0
+    text = timed.summary()
+    assert "time to first token" in text and "Time per output token" in text
+    assert "largest batch" in text
+    data = timed.to_dict()
+    assert data["decode_step_s"] == timed.step_times()
+    assert data["max_batch"] == timed.max_batch

@@ -259,6 +259,12 @@ def _add_analysis_options(parser: argparse.ArgumentParser, generate: bool = Fals
             "cache); prints the prefill, decode and per-token figures (formats table and json)",
         )
     analysis.add_argument(
+        "--hardware",
+        metavar="NAME",
+        help="a device ('torchtally hardware' lists them): with --generate, the time to first "
+        "token, per output token, tokens/s and the largest batch that fits, by the roofline",
+    )
+    analysis.add_argument(
         "--elementwise",
         action="store_true",
         help="also count element-wise ops and reductions (totals then differ from fvcore)",
@@ -635,6 +641,12 @@ def run(argv: Sequence[str] | None = None) -> str:
     output_format = _output_format(args)
     if args.generate is not None:
         return _write(args, _generation(args, output_format), f"{output_format} report")
+    if args.hardware is not None:
+        raise CliError(
+            "--hardware estimates times with --generate; for one forward pass use "
+            "analysis.roofline(NAME) from Python",
+            EXIT_USAGE,
+        )
     _check_format(output_format, "sweep" if varying else None)
     device = _device(args.device)
     loaded = _load(args, args.model, device)
@@ -765,10 +777,21 @@ def _generation(args: argparse.Namespace, output_format: str) -> str:
             f"counting generation with {args.model} failed: {type(error).__name__}: {error}",
             EXIT_ANALYSIS,
         ) from error
+    timed = None
+    if args.hardware is not None:
+        from torchtally.devices import UnknownHardwareError
+
+        try:
+            timed = result.on(args.hardware)
+        except UnknownHardwareError as error:
+            raise CliError(str(error).strip("'\""), EXIT_USAGE) from error
     if output_format == "json":
         import json
 
-        return json.dumps(result.to_dict(), indent=2)
+        document = result.to_dict()
+        if timed is not None:
+            document["hardware"] = timed.to_dict()
+        return json.dumps(document, indent=2)
     units = args.units or "human"
     metrics = tuple(m for m in args.metrics or () if m != "params") or None
     try:
@@ -780,6 +803,8 @@ def _generation(args: argparse.Namespace, output_format: str) -> str:
         summary = result.summary(metrics=metrics, units=units)
     except (KeyError, ValueError) as error:
         raise CliError(str(error).strip("'\""), EXIT_USAGE) from error
+    if timed is not None:
+        summary += "\n" + timed.summary()
     return f"{summary}\n{table}"
 
 

@@ -809,6 +809,183 @@ class Generation:
             rows.append(row)
         return _grid(header, rows)
 
+    def on(self, hardware: Any, *, tf32: bool = False) -> GenerationTime:
+        """Estimated time on `hardware` (a name such as ``"h100-sxm"``, or a `Hardware`), by the
+        roofline of every op (`Analysis.roofline`): time to first token, per decode step and per
+        output token, tokens per second, and the largest batch that fits its memory."""
+        prefill = self.prefill.roofline(hardware, tf32=tf32)
+        steps: dict[int, Any] = {}
+        lines = []
+        for segment in self.segments:
+            for step in segment.traced:
+                if step not in steps:
+                    steps[step] = self._steps[step].roofline(prefill.hardware, tf32=tf32)
+            lines.append(_time_line(segment, [(s, steps[s]) for s in segment.traced]))
+        return GenerationTime(self, prefill, tuple(lines), tf32)
+
+
+@dataclass(frozen=True)
+class _TimeLine:
+    """A segment's decode-step time: ``base + slope * (step - first)`` from the ops whose bound
+    stays the same over the segment, plus, for each op whose bound changes inside it, the larger
+    of its two roofline terms at that step (each term a line)."""
+
+    first: int
+    last: int
+    base: float
+    slope: float
+    switching: tuple[tuple[float, float, float, float], ...]  # compute, its slope, memory, slope
+
+    def at(self, step: int) -> float:
+        offset = step - self.first
+        return (
+            self.base
+            + self.slope * offset
+            + sum(max(c + dc * offset, m + dm * offset) for c, dc, m, dm in self.switching)
+        )
+
+
+def _time_line(segment: Segment, rooflines: list[tuple[int, Any]]) -> _TimeLine:
+    """The decode-step time of a segment from the rooflines of its traced steps: each op's two
+    terms (compute and memory seconds) are lines through the traced steps, as its counts are."""
+    first_step, first = rooflines[0]
+    if len(rooflines) == 1:
+        return _TimeLine(segment.first, segment.last, first.total(), 0.0, ())
+    last_step, last = rooflines[-1]
+    span = last_step - first_step
+    base = slope = 0.0
+    switching = []
+    for a, b in zip(first.ops, last.ops, strict=True):
+        dc = (b.compute_seconds - a.compute_seconds) / span
+        dm = (b.memory_seconds - a.memory_seconds) / span
+        c0 = a.compute_seconds + dc * (segment.first - first_step)
+        m0 = a.memory_seconds + dm * (segment.first - first_step)
+        end = segment.last - segment.first
+        if (c0 >= m0) == (c0 + dc * end >= m0 + dm * end):
+            # one term is the larger at both ends, so over the whole segment (both are lines)
+            base, slope = (base + c0, slope + dc) if c0 >= m0 else (base + m0, slope + dm)
+        else:
+            switching.append((c0, dc, m0, dm))
+    return _TimeLine(segment.first, segment.last, base, slope, tuple(switching))
+
+
+class GenerationTime:
+    """A `Generation` on one device, by the roofline (`Generation.on`). Seconds throughout.
+
+    - `time_to_first_token`: the prefill's estimated time (for an encoder-decoder model, the
+      encoder's too);
+    - `step_seconds(i)` / `step_times()`: each decode step's; `decode_seconds` their sum;
+    - `time_per_output_token`: a decode step's mean, the time between tokens of a sequence;
+    - `tokens_per_second`: the decode's throughput, ``batch`` tokens per step;
+      `end_to_end_tokens_per_second` counts the prefill in: ``batch * new_tokens`` over the
+      whole time;
+    - `max_batch`: `Generation.max_batch` with the device's memory (None when it has no figure).
+
+    The roofline is an estimate: every op alone at the device's peak or bandwidth, no overlap,
+    no launch overhead (docs/conventions.md, "Roofline").
+    """
+
+    def __init__(
+        self, generation: Generation, prefill: Any, lines: tuple[_TimeLine, ...], tf32: bool
+    ) -> None:
+        self.generation = generation
+        self.prefill = prefill  # the prefill's Roofline
+        self.hardware = prefill.hardware
+        self.tf32 = tf32
+        self._lines = lines
+
+    @property
+    def time_to_first_token(self) -> float:
+        return float(self.prefill.total())
+
+    def step_seconds(self, step: int) -> float:
+        self.generation._check_step(step)
+        line = next(t for t in self._lines if t.first <= step <= t.last)
+        return line.at(step)
+
+    def step_times(self) -> list[float]:
+        return [self.step_seconds(i) for i in range(1, self.generation.new_tokens)]
+
+    @property
+    def decode_seconds(self) -> float:
+        return sum(self.step_times())
+
+    @property
+    def total_seconds(self) -> float:
+        return self.time_to_first_token + self.decode_seconds
+
+    @property
+    def time_per_output_token(self) -> float:
+        steps = self.generation.decode_steps
+        return self.decode_seconds / steps if steps else 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        tpot = self.time_per_output_token
+        return self.generation.batch / tpot if tpot else 0.0
+
+    @property
+    def end_to_end_tokens_per_second(self) -> float:
+        g = self.generation
+        return g.batch * g.new_tokens / self.total_seconds if self.total_seconds else 0.0
+
+    @property
+    def max_batch(self) -> int | None:
+        memory = self.hardware.memory
+        return None if memory is None else self.generation.max_batch(int(memory))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hardware": self.hardware.name,
+            "tf32": self.tf32,
+            "time_to_first_token_s": self.time_to_first_token,
+            "time_per_output_token_s": self.time_per_output_token,
+            "tokens_per_second": self.tokens_per_second,
+            "end_to_end_tokens_per_second": self.end_to_end_tokens_per_second,
+            "decode_s": self.decode_seconds,
+            "total_s": self.total_seconds,
+            "decode_step_s": self.step_times(),
+            "prefill_bound_share": self.prefill.bound_share(),
+            "memory_bytes": self.hardware.memory,
+            "weight_bytes": self.generation.weight_bytes,
+            "kv_cache_bytes": self.generation.kv_cache_bytes,
+            "memory_per_sequence_bytes": self.generation.memory_per_sequence(),
+            "max_batch": self.max_batch,
+            "notes": list(self.prefill.notes),
+        }
+
+    def summary(self) -> str:
+        g = self.generation
+        steps = self.step_times()
+        share = self.prefill.bound_share()
+        lines = [
+            f"On {self.hardware.name} (roofline estimate): time to first token "
+            f"{_seconds(self.time_to_first_token)} ({share.get('compute', 0):.0%} of it in "
+            "compute-bound ops)"
+        ]
+        if steps:
+            lines.append(
+                f"Time per output token {_seconds(self.time_per_output_token)} (step 1 "
+                f"{_seconds(steps[0])}, step {len(steps)} {_seconds(steps[-1])}); "
+                f"{self.tokens_per_second:,.1f} tokens/s at batch {g.batch}, "
+                f"{self.end_to_end_tokens_per_second:,.1f} with the prefill"
+            )
+        memory = self.hardware.memory
+        if memory is not None:
+            lines.append(
+                f"Memory {_bytes(int(memory))}: weights {_bytes(g.weight_bytes)}, "
+                f"{_bytes(g.memory_per_sequence())} per sequence (KV cache "
+                f"{_bytes(g.kv_cache_bytes_per_sequence)}); largest batch {self.max_batch}"
+            )
+        return "\n".join(lines)
+
+
+def _seconds(value: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if value >= scale or unit == "µs":
+            return f"{value / scale:.4g} {unit}"
+    return f"{value} s"
+
 
 def _formatter(units: str) -> Callable[[float], str]:
     if units not in ("human", "raw"):
