@@ -691,3 +691,17 @@ def test_on_a_named_device_with_its_memory() -> None:
     data = timed.to_dict()
     assert data["decode_step_s"] == timed.step_times()
     assert data["max_batch"] == timed.max_batch
+
+
+def test_training_mfu_from_a_measured_time() -> None:
+    step = torchtally.training_step(model("llama-gqa"), T_TRAIN, batch=B, warn_unsupported=False)
+    device = torchtally.Hardware("d", peak_flops={"float32": 1e12}, memory_bandwidth=1e12)
+    seconds = 2 * step.analysis.total() / 1e12 * 4  # a quarter of the peak
+    mfu = step.mfu(seconds, device)
+    assert mfu["counted"] == pytest.approx(0.25)
+    assert mfu["rule_6n"] == pytest.approx(
+        0.25 * 3 * step.params * step.tokens / step.analysis.total()
+    )
+    assert step.mfu(seconds, "h100-sxm")["counted"] < 1
+    with pytest.raises(ValueError, match="seconds must be positive"):
+        step.mfu(0, device)

@@ -1285,6 +1285,7 @@ class TrainingStep:
     layers: int | None
     heads: int | None
     head_dim: int | None
+    dtype: torch.dtype = torch.float32  # the model's (its first floating-point parameter's)
 
     def _split(self) -> dict[str, int]:
         parts = {"matmul": 0, "attention": 0, "other": 0}
@@ -1327,6 +1328,29 @@ class TrainingStep:
         if attention_rule is not None:
             result["rule_attention"] = attention_rule
             result["rule_6n_with_attention"] = rule + attention_rule
+        return result
+
+    def mfu(self, seconds: float, hardware: Any, dtype: Any = None) -> dict[str, float]:
+        """Model FLOPs utilisation of a step that took `seconds` on `hardware` (a `Hardware`,
+        or a name): the FLOP/s achieved over the device's dense matrix peak for `dtype` (default:
+        the dtype of the model's first floating-point parameter), with FLOPs at 2 per
+        multiply-add as vendors count them. ``counted`` uses this step's count, ``rule_6n`` and
+        ``rule_6n_with_attention`` the rules' (PaLM's MFU is the last)."""
+        from torchtally.api import hardware as find
+
+        device = find(hardware) if isinstance(hardware, str) else hardware
+        if not seconds or seconds <= 0:
+            raise ValueError(f"seconds must be positive, got {seconds!r}")
+        if dtype is None:
+            dtype = self.dtype
+        peak = device.rate(dtype, True).flops
+        c = self.comparison()
+        result = {"counted": 2 * self.analysis.total() / seconds / peak}
+        result["rule_6n"] = 2 * c["rule_6n"] * self.tokens / seconds / peak
+        if "rule_6n_with_attention" in c:
+            result["rule_6n_with_attention"] = (
+                2 * c["rule_6n_with_attention"] * self.tokens / seconds / peak
+            )
         return result
 
     def explain(self, units: str = "human") -> str:
@@ -1419,6 +1443,7 @@ def training_comparison(
         layers=getattr(text, "num_hidden_layers", None),
         heads=heads,
         head_dim=head_dim,
+        dtype=next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32),
     )
 
 
