@@ -51,7 +51,7 @@ from torchtally.plugins import (
 )
 from torchtally.records import ModuleCall, OpCall, TensorMeta, Trace
 from torchtally.reporting import Reporter, ReporterError, UnknownFormatError
-from torchtally.roofline import OpTime, Roofline, Times
+from torchtally.roofline import Measured, OpTime, Roofline, Times
 from torchtally.tracer import TraceError
 from torchtally.units import format_count
 from torchtally.version import __version__
@@ -71,6 +71,7 @@ __all__ = [
     "HandlerSet",
     "HandlerWarning",
     "Hardware",
+    "Measured",
     "ModuleCall",
     "OpCall",
     "OpTime",

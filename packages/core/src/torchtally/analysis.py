@@ -22,7 +22,7 @@ from torchtally.handlers import CountOptions, HandlerRegistry, HandlerSet
 from torchtally.memory import memory_summary
 from torchtally.params import count_by_prefix
 from torchtally.records import ModuleInfo, TensorMeta, Trace
-from torchtally.roofline import Roofline, roofline
+from torchtally.roofline import Measured, Roofline, measured, roofline
 from torchtally.version import __version__
 
 JSON_SCHEMA_VERSION = 1
@@ -147,6 +147,12 @@ class Analysis:
             assert _find_hardware is not None, "import torchtally first"
             hardware = _find_hardware(hardware)
         return roofline(self, hardware, tf32=tf32)
+
+    def measured(self) -> Measured:
+        """The forward pass's measured seconds per op and per module (``measure=True``), with
+        a plain forward pass's time, achieved FLOP/s and, given a device, MFU. Raises
+        ValueError for an analysis that was not timed."""
+        return measured(self)
 
     @property
     def phases(self) -> tuple[str, ...]:
@@ -283,6 +289,7 @@ class Analysis:
             },
             "uncalled_modules": sorted(self.uncalled_modules),
             "memory": self.memory(),
+            **({"measured": self.measured().to_dict()} if self.trace.measurement else {}),
             **({"phases": self._phases_dict()} if len(self.phases) > 1 else {}),
             "handler_failures": [str(f) for f in self.handler_failures],
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ from torchtally.handlers import METRICS, CountOptions, HandlerRegistry, HandlerS
 from torchtally.inputs import build_inputs, check_not_empty
 from torchtally.plugins import handler_registry, hardware_devices
 from torchtally.records import Trace
+from torchtally.timing import measure_forward
 from torchtally.tracer import LossFn, Runner, Setup, TraceError, gc_paused, run_traced
 
 logger = logging.getLogger("torchtally")
@@ -57,20 +59,26 @@ def trace(
     backward: bool = False,
     loss_fn: LossFn | None = None,
     autograd_functions: bool = False,
+    measure: bool = False,
+    measure_repeats: int = 5,
+    measure_statistic: str = "median",
 ) -> Trace:
     """Run the model once and return every op it ran (``.ops``) with its module scope.
 
     Arguments as for `analyze`; ``trace.mode`` says which mode ran. With `autograd_functions`,
     each call of a custom ``torch.autograd.Function`` is recorded too (``trace.functions``).
+    With `measure`, the forward pass is then timed per op (``trace.measurement``).
     """
     check_mode(mode)
     program = as_program(model)
+    if measure:
+        mode = _measured_mode(model, mode, backward, type(program.runner) is not Runner)
     if inputs is None and input_shape is None and not kwargs and program.example_inputs:
         inputs, kwargs = program.example_inputs  # an exported program's own example inputs
     args, keyword = build_inputs(program.module, inputs, input_shape, kwargs)
     if program.check_inputs is not None:
         program.check_inputs(args, keyword)
-    return trace_call(
+    recorded = trace_call(
         program.module,
         args,
         keyword,
@@ -80,6 +88,33 @@ def trace(
         runner=program.runner,
         autograd_functions=autograd_functions,
     )
+    if measure:
+        timed = measure_forward(
+            program.module,
+            args,
+            keyword,
+            recorded,
+            repeats=measure_repeats,
+            statistic=measure_statistic,
+        )
+        recorded = replace(recorded, measurement=timed)
+    return recorded
+
+
+def _measured_mode(model: Model, mode: str, backward: bool, runner: bool) -> str:
+    """The mode a measured analysis runs in (real), or ValueError saying why it cannot be."""
+    if mode in ("fake", "meta") or is_meta_model(as_program(model).module):
+        raise ValueError(
+            "measure=True times the model running for real: use mode='real' or 'auto' with "
+            "real weights (a model on the meta device has none to run)"
+        )
+    if backward:
+        raise ValueError(
+            "measure=True times the forward pass; analyse without backward=True to time it"
+        )
+    if runner:
+        raise ValueError("measure=True times eager modules, not exported or scripted programs")
+    return "real"
 
 
 def trace_call(
@@ -196,6 +231,9 @@ def analyze(
     ancestor_mode: str = "owner",
     strict: bool = False,
     warn_unsupported: bool = True,
+    measure: bool = False,
+    measure_repeats: int = 5,
+    measure_statistic: str = "median",
 ) -> Analysis:
     """Analyse `model` on `inputs`: parameters, and flops and activations per module and operator.
 
@@ -218,6 +256,9 @@ def analyze(
     :param options: extra settings for plugin handlers, e.g. ``{"causal": "half"}``.
     :param ancestor_mode: ``"owner"`` or ``"caller"``, as in fvcore.
     :param strict: raise when a handler fails instead of reporting the op as unsupported.
+    :param measure: also time the forward pass on the model's device, per op (``mode`` real;
+        `Analysis.measured`): after warm-up, the median of `measure_repeats` passes (the
+        fastest with ``measure_statistic="min"``, steadier on a busy machine).
     """
     if handlers is not None and not isinstance(handlers, HandlerSet):
         handlers = HandlerSet.from_mapping(handlers)  # names checked before the model runs
@@ -231,6 +272,9 @@ def analyze(
         backward=backward,
         loss_fn=loss_fn,
         autograd_functions=registry.has_function_handlers(),
+        measure=measure,
+        measure_repeats=measure_repeats,
+        measure_statistic=measure_statistic,
     )
     warn_unused_handlers(_user_handlers, recorded, similar_only=True)
     if handlers is not None:

@@ -251,6 +251,25 @@ class ModuleInfo:
 
 
 @dataclass(frozen=True)
+class Measurement:
+    """The forward pass timed on its device (``measure=True``): each forward op's seconds, in
+    trace order, from the median (by total) of `repeats` timed passes after `warmup` ones; and
+    the median of `repeats` plain passes, timed whole (the fastest of each with `statistic`
+    ``"min"``)."""
+
+    op_seconds: tuple[float, ...]
+    forward_seconds: float
+    repeats: int
+    warmup: int
+    device: str
+    timer: str
+    statistic: str = "median"
+    # every pass's seconds, in the order they ran: plain ones, and timed ones (their ops' sum)
+    plain_passes: tuple[float, ...] = ()
+    timed_passes: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
 class StorageLife:
     """One storage the run allocated: its size, the index of the op that made it, and how many
     ops had run when it was freed (None: still alive when the run ended)."""
@@ -283,3 +302,5 @@ class Trace:
     buffers: Mapping[str, TensorMeta] = field(default_factory=dict)
     # every storage the run allocated, with when it was made and freed (torchtally.memory)
     storages: tuple[StorageLife, ...] = ()
+    # the forward pass timed per op, with measure=True (torchtally.timing)
+    measurement: Measurement | None = None

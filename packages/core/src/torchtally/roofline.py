@@ -18,7 +18,7 @@ import torch
 
 from torchtally.counting import HandlerWarning, module_ancestors, operator_name, per_op
 from torchtally.devices import Hardware, dtype_key
-from torchtally.records import OpCall, iter_tensor_metas
+from torchtally.records import Measurement, OpCall, iter_tensor_metas
 
 if TYPE_CHECKING:
     from torchtally.analysis import Analysis
@@ -225,12 +225,108 @@ class Roofline(Times):
         }
 
 
-def roofline(analysis: Analysis, hardware: Hardware, tf32: bool = False) -> Roofline:
-    """Estimate every op of `analysis` on `hardware`; see `Analysis.roofline`."""
-    with warnings.catch_warnings():  # handler failures were reported when the analysis counted
+class Measured(Times):
+    """Measured seconds of every forward op (``analyze(..., measure=True)``), per module and
+    operator as counts are, with the time of a plain forward pass (`forward_seconds`), the
+    FLOP/s achieved (`achieved_flops`) and the fraction of a device's peak (`mfu`)."""
+
+    def __init__(
+        self,
+        ops: Sequence[OpTime],
+        modules: Iterable[str],
+        ancestor_mode: str,
+        measurement: Measurement,
+    ) -> None:
+        super().__init__(ops, modules, ancestor_mode)
+        self.measurement = measurement
+        self.forward_seconds = measurement.forward_seconds
+        self.device = measurement.device
+
+    def macs(self, module: str = "") -> float:
+        """Multiply-adds of `module`'s forward ops (the ``flops`` metric)."""
+        return sum(t.macs for t in self.ops if module in self._owners_of(t.scope))
+
+    def achieved_flops(self, module: str = "") -> float:
+        """FLOP/s `module` reached, two per multiply-add as vendors count: ``2 * MACs /
+        measured seconds`` (0 when it took no time)."""
+        seconds = self.total(module)
+        return 2 * self.macs(module) / seconds if seconds else 0.0
+
+    def mfu(self, hardware: Hardware, module: str = "") -> float:
+        """`achieved_flops` over the device's matrix-unit peak for the dtype that carries most of
+        `module`'s multiply-adds (model FLOP/s utilisation)."""
+        by_dtype: dict[str, float] = {}
+        for t in self.ops:
+            if t.macs and module in self._owners_of(t.scope):
+                by_dtype[t.dtype] = by_dtype.get(t.dtype, 0.0) + t.macs
+        if not by_dtype:
+            return 0.0
+        dtype = max(by_dtype, key=lambda key: by_dtype[key])
+        return self.achieved_flops(module) / hardware.rate(dtype, matrix=True).flops
+
+    def to_dict(self) -> dict[str, Any]:
+        """The measurement as JSON-ready data: per module seconds and achieved FLOP/s."""
+        return {
+            "device": self.device,
+            "timer": self.measurement.timer,
+            "repeats": self.measurement.repeats,
+            "warmup": self.measurement.warmup,
+            "forward_seconds": self.forward_seconds,
+            "total_seconds": self.total(),
+            "by_module": {
+                name: {"seconds": seconds, "achieved_flops": self.achieved_flops(name)}
+                for name, seconds in self.by_module().items()
+            },
+            "by_operator": self.by_operator(),
+        }
+
+
+def _per_op_counts(
+    analysis: Analysis,
+) -> tuple[list[dict[str, Any] | None], list[dict[str, Any] | None]]:
+    """Each op's flops and bytes with the analysis' handlers (failures were reported when the
+    analysis counted, so they are not again)."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", HandlerWarning)
         flops = per_op(analysis.trace, analysis.registry, analysis.options, "flops")
         moved = per_op(analysis.trace, analysis.registry, analysis.options, "bytes")
+    return flops, moved
+
+
+def measured(analysis: Analysis) -> Measured:
+    """The measured times of `analysis` (see `Analysis.measured`)."""
+    measurement = analysis.trace.measurement
+    if measurement is None:
+        raise ValueError(
+            "this analysis was not timed: analyse with measure=True (the model runs for real, "
+            "mode='real' or 'auto'), or --measure on the command line"
+        )
+    flops, moved = _per_op_counts(analysis)
+    names = analysis.registry.operator_names
+    forward = [(i, call) for i, call in enumerate(analysis.trace.ops) if call.phase == "forward"]
+    ops = []
+    for (index, call), seconds in zip(forward, measurement.op_seconds, strict=True):
+        matrix = is_matrix_op(call.op)
+        ops.append(
+            OpTime(
+                index=index,
+                op=call.op,
+                operator=_operator(call, flops[index], moved[index], names),
+                scope=call.scope,
+                phase=call.phase,
+                seconds=seconds,
+                macs=sum((flops[index] or {}).values()),
+                bytes=sum((moved[index] or {}).values()),
+                dtype=op_dtype(call, matrix),
+                matrix=matrix,
+            )
+        )
+    return Measured(ops, analysis.modules, analysis.ancestor_mode, measurement)
+
+
+def roofline(analysis: Analysis, hardware: Hardware, tf32: bool = False) -> Roofline:
+    """Estimate every op of `analysis` on `hardware`; see `Analysis.roofline`."""
+    flops, moved = _per_op_counts(analysis)
     names = analysis.registry.operator_names
     notes: dict[str, None] = {}
     ops = []

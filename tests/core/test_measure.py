@@ -1,0 +1,111 @@
+"""``measure=True``: the forward pass timed per op and per module on the model's device."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from torch import nn
+
+import torchtally
+
+
+def small() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Flatten(),
+        nn.Linear(16 * 16 * 16, 10),
+    )  # fmt: skip
+
+
+def test_times_line_up_with_the_trace() -> None:
+    model = small().eval()
+    analysis = torchtally.analyze(
+        model, torch.randn(2, 3, 16, 16), measure=True, measure_repeats=3, warn_unsupported=False
+    )
+    measured = analysis.measured()
+    assert analysis.mode == "real"
+    assert [t.op for t in measured.ops] == [call.op for call in analysis.trace.ops]
+    assert all(t.seconds >= 0 for t in measured.ops)
+    by_module = measured.by_module()
+    assert by_module[""] == pytest.approx(sum(by_module[name] for name in "01234"))
+    assert measured.total() == pytest.approx(sum(t.seconds for t in measured.ops))
+    assert measured.forward_seconds > 0 and measured.device == "cpu"
+    assert measured.measurement.repeats == 3 and len(measured.measurement.plain_passes) == 3
+    assert measured.macs() == analysis.total()
+    assert measured.achieved_flops() == pytest.approx(2 * analysis.total() / measured.total())
+    assert measured.achieved_flops("0") == pytest.approx(
+        2 * analysis.total(module="0") / measured.total("0")
+    )
+    assert 0 < measured.mfu(torchtally.hardware("cpu")) < 1
+    assert set(measured.by_operator()) >= {"conv", "batch_norm", "linear"}
+    document = json.loads(analysis.render("json"))
+    assert document["measured"]["by_module"]["0"]["seconds"] == pytest.approx(by_module["0"])
+
+
+def test_the_model_is_left_as_it_was() -> None:
+    model = small().train()  # batch norm updates its running statistics in every pass
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torchtally.analyze(model, torch.randn(2, 3, 16, 16), measure=True, measure_repeats=2)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_calibrating_a_device_from_a_measured_run() -> None:
+    analysis = torchtally.analyze(
+        small().eval(), torch.randn(8, 3, 16, 16), measure=True, measure_repeats=2,
+        warn_unsupported=False,
+    )  # fmt: skip
+    estimate = analysis.roofline("cpu")
+    calibrated = estimate.calibrate(analysis.measured())
+    assert calibrated.compute_efficiency > 0 and calibrated.memory_efficiency > 0
+    again = analysis.roofline(calibrated)
+    measured = analysis.measured()
+    for bound in ("compute", "memory"):  # each bound's ops now take what they took
+        ops = [t.index for t in estimate.ops if t.bound == bound]
+        if ops:
+            assert sum(again.ops[i].seconds for i in ops) == pytest.approx(
+                sum(measured.ops[i].seconds for i in ops)
+            )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "fake"}, "measure=True times the model running for real"),
+        ({"backward": True}, "measure=True times the forward pass"),
+        ({"measure_statistic": "mean"}, "'median' or 'min'"),
+    ],
+)
+def test_what_cannot_be_measured(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        torchtally.analyze(nn.Linear(4, 4), torch.randn(2, 4), measure=True, **kwargs)
+
+
+def test_meta_models_and_unmeasured_analyses() -> None:
+    with torch.device("meta"):
+        model = nn.Linear(4, 4)
+    with pytest.raises(ValueError, match="real weights"):
+        torchtally.analyze(model, torch.randn(2, 4), measure=True)
+    with pytest.raises(ValueError, match="analyse with measure=True"):
+        torchtally.analyze(nn.Linear(4, 4), torch.randn(2, 4)).measured()
+
+
+@pytest.mark.slow
+def test_module_times_add_up_to_a_plain_forward_pass() -> None:
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.resnet50().eval()
+    analysis = torchtally.analyze(
+        model, torch.randn(1, 3, 224, 224), measure=True, measure_repeats=7,
+        measure_statistic="min", warn_unsupported=False,
+    )  # fmt: skip
+    measured = analysis.measured()
+    top = [name for name in analysis.modules if name and "." not in name]
+    added = sum(measured.by_module()[name] for name in top)
+    assert added == pytest.approx(measured.total(), rel=1e-3)  # but flatten, in the root
+    ratio = added / measured.forward_seconds
+    if abs(ratio - 1) > 0.1 and os.getloadavg()[0] > (os.cpu_count() or 1):
+        pytest.skip(f"too busy to time: load {os.getloadavg()[0]:.1f}, ratio {ratio:.2f}")
+    assert abs(ratio - 1) <= 0.1, ratio
