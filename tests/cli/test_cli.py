@@ -746,5 +746,16 @@ def test_generate_on_hardware(run: Run, llama_json: str) -> None:
     assert timed["time_per_output_token_s"] == pytest.approx(sum(timed["decode_step_s"]) / 3)
     code, _, err = run(*argv, "--generate", "4", "--hardware", "h100x")
     assert code == EXIT_USAGE and "did you mean" in err
-    code, _, err = run(*argv, "--hardware", "h100-sxm")
-    assert code == EXIT_USAGE and "--hardware estimates times with --generate" in err
+    code, out, err = run(*argv, "--hardware", "h100-sxm", "-q")  # one forward pass
+    assert code == 0 and "time (h100-sxm)" in out, err
+
+
+def test_hardware_option_adds_time_columns(run: Run) -> None:
+    code, out, _ = run("torchvision:resnet18", "--mode", "meta", "--hardware", "a100", "-q")
+    assert code == 0
+    assert "time (a100-80gb)" in out and "bound" in out
+    assert out.splitlines()[-1].startswith("estimated time on a100-80gb: ")
+    code, _, err = run("torchvision:resnet18", "--hardware", "a10O", "-q")
+    assert code == EXIT_USAGE and "--hardware: no device named 'a10O'" in err
+    code, _, err = run("torchvision:resnet18", "--hardware", "a100", "--format", "arch", "-q")
+    assert code == EXIT_USAGE and "(not arch)" in err

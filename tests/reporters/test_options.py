@@ -33,10 +33,17 @@ def test_unknown_format_lists_the_installed_ones(testnet_case: Case) -> None:
 @pytest.mark.parametrize(
     ("fmt", "valid"),
     [
-        ("table", "flop_unit, max_depth, metrics, show_param_shapes, split_phases, style, units"),
-        ("markdown", "flop_unit, max_depth, metrics, show_param_shapes, split_phases, units"),
+        (
+            "table",
+            "flop_unit, hardware, max_depth, metrics, show_param_shapes, split_phases, style, "
+            "units",
+        ),
+        (
+            "markdown",
+            "flop_unit, hardware, max_depth, metrics, show_param_shapes, split_phases, units",
+        ),
         ("arch", "flop_unit, max_depth, metrics, split_phases, uncalled_note, units"),
-        ("json", "flop_unit, metrics"),
+        ("json", "flop_unit, hardware, metrics"),
         ("parameters", "max_depth, style, title, units"),
     ],
 )

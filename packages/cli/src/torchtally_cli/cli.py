@@ -69,6 +69,7 @@ examples:
   torchtally diff before.json after.json --format markdown
   torchtally plugins
   torchtally hardware                          (the devices the roofline knows)
+  torchtally torchvision:resnet50 --hardware a100   (estimated time and bound per module)
 
 model sources:
   torchvision:NAME         a torchvision model, random weights (detection models get a list
@@ -261,8 +262,10 @@ def _add_analysis_options(parser: argparse.ArgumentParser, generate: bool = Fals
     analysis.add_argument(
         "--hardware",
         metavar="NAME",
-        help="a device ('torchtally hardware' lists them): with --generate, the time to first "
-        "token, per output token, tokens/s and the largest batch that fits, by the roofline",
+        help="a device ('torchtally hardware' lists them): the estimated time and bound "
+        "(compute or memory) per module by the roofline, as columns of the table, markdown or "
+        "json report with a summary line; with --generate, the time to first token, per output "
+        "token, tokens/s and the largest batch that fits",
     )
     analysis.add_argument(
         "--elementwise",
@@ -582,14 +585,37 @@ def _analyze(
         ) from error
 
 
-def _render_options(args: argparse.Namespace) -> dict[str, Any]:
+def _render_options(args: argparse.Namespace, hardware: bool = False) -> dict[str, Any]:
     given = {
         "max_depth": args.max_depth,
         "metrics": args.metrics,
         "units": args.units,
         "flop_unit": args.flop_unit,
     }
+    if hardware:  # the table, markdown and json of one analysis
+        given["hardware"] = args.hardware
     return {key: value for key, value in given.items() if value is not None}
+
+
+HARDWARE_FORMATS = ("table", "markdown", "json")
+
+
+def _check_hardware(args: argparse.Namespace, output_format: str, varying: bool) -> None:
+    """--hardware: a known device, with a format that shows time, on one analysis."""
+    if args.hardware is None or args.generate is not None:
+        return  # generation times its steps itself
+    if output_format not in HARDWARE_FORMATS or varying:
+        raise CliError(
+            "--hardware adds time columns to --format table, markdown or json of one analysis "
+            f"(not {'a sweep' if varying else output_format})",
+            EXIT_USAGE,
+        )
+    from torchtally import UnknownHardwareError, hardware
+
+    try:
+        hardware(args.hardware)
+    except UnknownHardwareError as error:
+        raise CliError(f"--hardware: {error}", EXIT_USAGE) from error
 
 
 def _points(args: argparse.Namespace) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
@@ -639,14 +665,9 @@ def run(argv: Sequence[str] | None = None) -> str:
     _check_common(args)
     varying, points = _points(args)
     output_format = _output_format(args)
+    _check_hardware(args, output_format, bool(varying))
     if args.generate is not None:
         return _write(args, _generation(args, output_format), f"{output_format} report")
-    if args.hardware is not None:
-        raise CliError(
-            "--hardware estimates times with --generate; for one forward pass use "
-            "analysis.roofline(NAME) from Python",
-            EXIT_USAGE,
-        )
     _check_format(output_format, "sweep" if varying else None)
     device = _device(args.device)
     loaded = _load(args, args.model, device)
@@ -654,7 +675,7 @@ def run(argv: Sequence[str] | None = None) -> str:
     for point in points:
         inputs = _inputs(args, loaded, device, point)
         analyses.append(_analyze(args, loaded, inputs, point))
-    render_options = _render_options(args)
+    render_options = _render_options(args, hardware=not varying)
     if varying:
         from torchtally import Sweep
 
@@ -710,6 +731,8 @@ def run_diff(args: argparse.Namespace) -> str:
     from torchtally import ReportError, diff
 
     _check_common(args)
+    if args.hardware is not None:
+        raise CliError("--hardware times one analysis; diff compares counts", EXIT_USAGE)
     output_format = _output_format(args)
     _check_format(output_format, "diff")
     point = {"shape": args.shape, "seq_len": args.seq_len, "batch": args.batch}

@@ -15,8 +15,9 @@ from typing import Any
 
 from torchtally.plugin import Analysis
 from torchtally_reporters.options import PARAMS, Options, available_metrics, parse_options
+from torchtally_reporters.timing import roofline_of
 
-JSON_OPTIONS: Mapping[str, Any] = {"metrics": None, "flop_unit": "mac"}
+JSON_OPTIONS: Mapping[str, Any] = {"metrics": None, "flop_unit": "mac", "hardware": None}
 SCHEMA_RESOURCE = ("schema", "analysis.schema.json")
 # The entries of a metric's section that are counts (unsupported ops are numbers of runs).
 COUNT_KEYS = frozenset({"total", "by_module", "by_operator", "by_module_and_operator"})
@@ -60,6 +61,9 @@ def analysis_document(analysis: Analysis, options: Options) -> dict[str, Any]:
         }
     if PARAMS not in options.metrics:
         del document["params"]
+    roofline = roofline_of(analysis, options.hardware)
+    if roofline is not None:
+        document["roofline"] = roofline.to_dict()
     return document
 
 

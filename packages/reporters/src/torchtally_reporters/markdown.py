@@ -12,6 +12,7 @@ from torchtally.plugin import Analysis
 from torchtally_reporters.options import Options, parse_options
 from torchtally_reporters.stats import format_number, model_total, phases_text, plain_name
 from torchtally_reporters.table import TABLE_OPTIONS, Row, column_headers, table_rows
+from torchtally_reporters.timing import BOUND, TIME, roofline_of, summary_line, time_headers
 
 MARKDOWN_OPTIONS: Mapping[str, Any] = {k: v for k, v in TABLE_OPTIONS.items() if k != "style"}
 
@@ -19,16 +20,22 @@ MARKDOWN_OPTIONS: Mapping[str, Any] = {k: v for k, v in TABLE_OPTIONS.items() if
 def render_markdown(analysis: Analysis, **options: Any) -> str:
     """A totals line, a blank line, and a pipe table with the ``table`` format's rows."""
     opts = parse_options("markdown", analysis, options, MARKDOWN_OPTIONS)
+    roofline = roofline_of(analysis, opts.hardware)
     keys = tuple(column.key for column in opts.columns)
-    body = [_cells(row, keys) for row in table_rows(analysis, opts)]
+    headers = column_headers(opts)
+    totals = totals_line(analysis, opts)
+    if roofline is not None:
+        keys, headers = (*keys, TIME, BOUND), [*headers, *time_headers(roofline)]
+        totals += f"\n\n{summary_line(roofline, opts.units)}"
+    body = [_cells(row, keys) for row in table_rows(analysis, opts, roofline)]
     table = tabulate.tabulate(
         body,
-        headers=[escape_cell(header) for header in column_headers(opts)],
+        headers=[escape_cell(header) for header in headers],
         tablefmt="pipe",
         colalign=("left", *("right" for _ in keys)),
         disable_numparse=True,
     )
-    return f"{totals_line(analysis, opts)}\n\n{table}"
+    return f"{totals}\n\n{table}"
 
 
 def totals_line(analysis: Analysis, options: Options) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchtally.plugin import ON_REQUEST_METRICS, Analysis
+from torchtally_reporters.timing import check_hardware
 
 PARAMS = "params"
 UNITS = ("human", "raw")
@@ -40,6 +41,8 @@ class Options:
     # The phases shown in columns of their own before the total of each metric in `split`.
     phases: tuple[str, ...] = ()
     split: frozenset[str] = frozenset()
+    # A device name or Hardware: the roofline's estimated time per module (table, markdown, json)
+    hardware: Any = None
 
     def scale(self, metric: str) -> int:
         """The factor a raw count of `metric` is multiplied by before it is shown."""
@@ -95,6 +98,7 @@ def parse_options(
         show_param_shapes=_flag("show_param_shapes", values.get("show_param_shapes", True)),
         phases=phases,
         split=split,
+        hardware=check_hardware(values.get("hardware")),
     )
 
 

@@ -21,6 +21,14 @@ import tabulate
 from torchtally.plugin import Analysis
 from torchtally_reporters.options import PARAMS, Options, check_choice, parse_options
 from torchtally_reporters.stats import column_header, format_number, metric_by_module
+from torchtally_reporters.timing import (
+    BOUND,
+    TIME,
+    roofline_of,
+    summary_line,
+    time_cells,
+    time_headers,
+)
 
 TABLE_OPTIONS: Mapping[str, Any] = {
     "max_depth": 3,
@@ -30,6 +38,7 @@ TABLE_OPTIONS: Mapping[str, Any] = {
     "show_param_shapes": True,
     "split_phases": None,
     "style": "box",
+    "hardware": None,
 }
 TABLE_STYLES = ("box", "pipe")
 ROOT_LABEL = "model"
@@ -52,9 +61,14 @@ def render_table(analysis: Analysis, **options: Any) -> str:
     table with ``style="pipe"``."""
     style = check_choice("style", options.pop("style", "box"), TABLE_STYLES)
     opts = parse_options("table", analysis, options, TABLE_OPTIONS)
+    roofline = roofline_of(analysis, opts.hardware)
     keys = tuple(column.key for column in opts.columns)
-    body = [_indented(row, keys) for row in table_rows(analysis, opts)]
-    return grid(body, column_headers(opts), style)
+    headers = column_headers(opts)
+    if roofline is not None:
+        keys, headers = (*keys, TIME, BOUND), [*headers, *time_headers(roofline)]
+    body = [_indented(row, keys) for row in table_rows(analysis, opts, roofline)]
+    text = grid(body, headers, style)
+    return text if roofline is None else f"{text}\n{summary_line(roofline, opts.units)}"
 
 
 def grid(rows: list[list[str]], headers: list[str], style: str) -> str:
@@ -84,10 +98,19 @@ def _indented(row: Row, keys: tuple[str, ...]) -> list[str]:
     return [indent + row.name, *(indent + row.cells[k] if k in row.cells else "" for k in keys)]
 
 
-def table_rows(analysis: Analysis, options: Options) -> list[Row]:
-    """The rows of the table, in order, for the ``table`` and ``markdown`` formats."""
-    stats = drop_trivial(collect_stats(analysis, options))
+def table_rows(analysis: Analysis, options: Options, roofline: Any = None) -> list[Row]:
+    """The rows of the table, in order, for the ``table`` and ``markdown`` formats; with a
+    roofline, each module's estimated time and bound too."""
+    stats = collect_stats(analysis, options)
+    if roofline is not None:  # a module that only takes time (a GELU's bytes) keeps its row
+        for name, seconds in roofline.by_module().items():
+            if seconds:
+                stats.setdefault(name, {})[TIME] = 1
+    stats = drop_trivial(stats)
     cells = format_cells(stats, analysis, options)
+    if roofline is not None:
+        for name, timed in time_cells(roofline, cells, options.units).items():
+            cells[name].update(timed)
     if PARAMS in options.metrics:
         mark_shared(cells, analysis, options.show_param_shapes)
     if not options.show_param_shapes:
