@@ -697,11 +697,36 @@ def test_training_mfu_from_a_measured_time() -> None:
     step = torchtally.training_step(model("llama-gqa"), T_TRAIN, batch=B, warn_unsupported=False)
     device = torchtally.Hardware("d", peak_flops={"float32": 1e12}, memory_bandwidth=1e12)
     seconds = 2 * step.analysis.total() / 1e12 * 4  # a quarter of the peak
-    mfu = step.mfu(seconds, device)
+    mfu = step.mfu(device, seconds)
     assert mfu["counted"] == pytest.approx(0.25)
     assert mfu["rule_6n"] == pytest.approx(
         0.25 * 3 * step.params * step.tokens / step.analysis.total()
     )
-    assert step.mfu(seconds, "h100-sxm")["counted"] < 1
+    assert step.mfu("h100-sxm", seconds)["counted"] < 1
     with pytest.raises(ValueError, match="seconds must be positive"):
-        step.mfu(0, device)
+        step.mfu(device, 0)
+    with pytest.raises(ValueError, match="count with measure=True"):
+        step.mfu(device)
+
+
+def test_training_step_measured_for_real() -> None:
+    config = transformers.LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=50,
+    )
+    torch.manual_seed(0)
+    net = transformers.LlamaForCausalLM(config)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    step = torchtally.training_step(net, 8, measure=True, measure_repeats=2, warn_unsupported=False)
+    assert step.measured_seconds is not None and step.measured_seconds > 0
+    assert step.measured_on == "cpu"
+    device = torchtally.Hardware("d", peak_flops={"float32": 1e12}, memory_bandwidth=1e12)
+    assert step.mfu(device)["counted"] == pytest.approx(
+        2 * step.analysis.total() / step.measured_seconds / 1e12
+    )
+    assert all(p.grad is None for p in net.parameters())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())

@@ -19,6 +19,8 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+import statistics
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -1286,6 +1288,8 @@ class TrainingStep:
     heads: int | None
     head_dim: int | None
     dtype: torch.dtype = torch.float32  # the model's (its first floating-point parameter's)
+    measured_seconds: float | None = None  # one real step's time, with measure=True
+    measured_on: str | None = None
 
     def _split(self) -> dict[str, int]:
         parts = {"matmul": 0, "attention": 0, "other": 0}
@@ -1330,16 +1334,23 @@ class TrainingStep:
             result["rule_6n_with_attention"] = rule + attention_rule
         return result
 
-    def mfu(self, seconds: float, hardware: Any, dtype: Any = None) -> dict[str, float]:
-        """Model FLOPs utilisation of a step that took `seconds` on `hardware` (a `Hardware`,
-        or a name): the FLOP/s achieved over the device's dense matrix peak for `dtype` (default:
+    def mfu(
+        self, hardware: Any, seconds: float | None = None, dtype: Any = None
+    ) -> dict[str, float]:
+        """Model FLOPs utilisation of a step that took `seconds` (default: the measured step's)
+        on `hardware` (a `Hardware`, or a name): the FLOP/s achieved over the device's dense
+        matrix peak for `dtype` (default:
         the dtype of the model's first floating-point parameter), with FLOPs at 2 per
         multiply-add as vendors count them. ``counted`` uses this step's count, ``rule_6n`` and
         ``rule_6n_with_attention`` the rules' (PaLM's MFU is the last)."""
         from torchtally.api import hardware as find
 
         device = find(hardware) if isinstance(hardware, str) else hardware
-        if not seconds or seconds <= 0:
+        if seconds is None:
+            seconds = self.measured_seconds
+        if seconds is None:
+            raise ValueError("no step time: pass seconds=, or count with measure=True")
+        if seconds <= 0:
             raise ValueError(f"seconds must be positive, got {seconds!r}")
         if dtype is None:
             dtype = self.dtype
@@ -1401,11 +1412,21 @@ class TrainingStep:
 
 
 def training_step(
-    model: nn.Module, seq_len: int, batch: int = 1, *, mode: str = "auto", **options: Any
+    model: nn.Module,
+    seq_len: int,
+    batch: int = 1,
+    *,
+    mode: str = "auto",
+    measure: bool = False,
+    measure_repeats: int = 5,
+    **options: Any,
 ) -> TrainingStep:
     """Count one training step of a Hugging Face language model on `batch` sequences of
     `seq_len` tokens (the model's own loss on its inputs as labels) and compare it with the 6N
-    rule (see `TrainingStep`). `options` go to `analyze` (``elementwise``, ``options``, ...)."""
+    rule (see `TrainingStep`). `options` go to `analyze` (``elementwise``, ``options``, ...).
+
+    With `measure`, the step (forward, loss and backward) also runs for real on the model's
+    device, timed (`time_training_step`), so that `TrainingStep.mfu` has a time."""
     _check_arguments(model, seq_len, 1, batch)
     ids = torch.zeros(batch, seq_len, dtype=torch.long, device=_device(model))
     inputs: dict[str, Any] = {"input_ids": ids, "labels": ids}
@@ -1414,10 +1435,51 @@ def training_step(
     from torchtally.api import analyze
 
     options["options"] = with_routing(model, options.get("options"))
-    analysis = analyze(
-        model, inputs, mode=mode, backward=True, loss_fn=lambda out: out.loss, **options
-    )
-    return training_comparison(analysis, model, batch * seq_len, seq_len)
+    analysis = analyze(model, inputs, mode=mode, backward=True, loss_fn=_loss, **options)
+    step = training_comparison(analysis, model, batch * seq_len, seq_len)
+    if measure:
+        seconds = time_training_step(model, inputs, _loss, repeats=measure_repeats)
+        device = str(next(iter(model.parameters())).device)
+        step = replace(step, measured_seconds=seconds, measured_on=device)
+    return step
+
+
+def _loss(outputs: Any) -> torch.Tensor:
+    loss: torch.Tensor = outputs.loss
+    return loss
+
+
+def time_training_step(
+    model: nn.Module,
+    inputs: Mapping[str, Any],
+    loss_fn: Callable[[Any], torch.Tensor],
+    repeats: int = 5,
+    warmup: int = 2,
+) -> float:
+    """The median time of `repeats` real training steps (forward, ``loss_fn``, backward) after
+    `warmup` ones, synchronised on a GPU. The model is left as it was: gradients are set aside
+    and put back, as when it is analysed."""
+    from torchtally.state import preserve_model_state
+    from torchtally.timing import _synchronizer, model_device
+
+    if any(p.device.type == "meta" for p in model.parameters()):
+        raise ValueError("measuring runs the model for real: build it with weights, not on meta")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"measuring needs repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    sync = _synchronizer(model_device(model, inputs))
+    params = [p for p in model.parameters() if p.requires_grad]
+    times = []
+    with preserve_model_state(model), gc_paused():  # no optimizer: no weight is written
+        for index in range(warmup + repeats):
+            for p in params:
+                p.grad = None
+            sync()
+            start = time.perf_counter()
+            loss_fn(model(**inputs)).backward()
+            sync()
+            if index >= warmup:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def training_comparison(
