@@ -261,7 +261,8 @@ def test_missing_browser_skips_or_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.slow
 def test_any_metric_the_analysis_has_is_shown(browser: Any, tmp_path: Path) -> None:
-    # What a plugin counts (bytes moved, say) gets its columns, card, operators and treemap.
+    # A metric asked for (bytes moved, here from a handler of the test's own) gets its columns,
+    # card, operators and treemap; the page's default metrics are the table's.
     handlers = torchtally.HandlerSet()
     handlers.add("bytes", "aten::addmm", lambda call: 4 * sum(t.numel for t in call.output_tensors))
     model = nn.Sequential(nn.Linear(10, 8), nn.Linear(8, 4))
@@ -269,7 +270,7 @@ def test_any_metric_the_analysis_has_is_shown(browser: Any, tmp_path: Path) -> N
         model, torch.randn(2, 10), handlers=handlers, metrics=("flops", "bytes")
     )
     assert analysis.total("bytes") == 4 * (2 * 8 + 2 * 4)
-    page = open_report(browser, analysis, tmp_path)
+    page = open_report(browser, analysis, tmp_path, metrics=("params", "flops", "bytes"))
     headers = page.page.eval_on_selector_all(
         "#tab-modules .head [data-col]", "cells => cells.map(c => c.dataset.col)"
     )
