@@ -759,3 +759,13 @@ def test_hardware_option_adds_time_columns(run: Run) -> None:
     assert code == EXIT_USAGE and "--hardware: no device named 'a10O'" in err
     code, _, err = run("torchvision:resnet18", "--hardware", "a100", "--format", "arch", "-q")
     assert code == EXIT_USAGE and "(not arch)" in err
+
+
+def test_generate_table_lists_operators(run: Run, llama_json: str) -> None:
+    code, out, err = run(
+        "transformers:LlamaForCausalLM",
+        *("--config", llama_json, "--seq-len", "8", "--generate", "3", "-q"),
+    )
+    assert code == 0, err
+    assert "| operator " in out and "| linear " in out and "scaled_dot_product_attention" in out
+    assert "#bytes" not in out  # on request only, as in the table format

@@ -824,11 +824,12 @@ def _generation(args: argparse.Namespace, output_format: str) -> str:
             units=units,
         )
         summary = result.summary(metrics=metrics, units=units)
+        operators = result.operator_table(metrics=metrics, units=units)
     except (KeyError, ValueError) as error:
         raise CliError(str(error).strip("'\""), EXIT_USAGE) from error
     if timed is not None:
         summary += "\n" + timed.summary()
-    return f"{summary}\n{table}"
+    return f"{summary}\n{table}\n{operators}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

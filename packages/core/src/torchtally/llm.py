@@ -34,7 +34,7 @@ from torch import nn
 from torchtally.analysis import Analysis
 from torchtally.api import Handlers, log_unsupported, registry_with, trace_call
 from torchtally.fake import check_mode
-from torchtally.handlers import METRICS, CountOptions
+from torchtally.handlers import METRICS, ON_REQUEST_METRICS, CountOptions
 from torchtally.records import TensorMeta, Trace, record_value
 from torchtally.tracer import gc_paused
 from torchtally.units import format_count
@@ -785,12 +785,10 @@ class Generation:
     def table(
         self, max_depth: int = 1, metrics: tuple[str, ...] | None = None, units: str = "human"
     ) -> str:
-        """Per module down to `max_depth` levels: parameters, then each metric for the prefill,
-        the decode and both."""
+        """Per module down to `max_depth` levels: parameters, then each metric (by default those
+        the table format shows unasked: not bytes) for the prefill, the decode and both."""
         fmt = _formatter(units)
-        shown = tuple(metrics or self.metrics)
-        for metric in shown:
-            self.decode._check(metric)
+        shown = self._shown(metrics)
         header = ["module", "#parameters"]
         for metric in shown:
             header += [f"#{metric} ({part})" for part in ("prefill", "decode", "total")]
@@ -810,6 +808,33 @@ class Generation:
                 row += [fmt(prefill), fmt(decode), fmt(prefill + decode)]
             rows.append(row)
         return _grid(header, rows)
+
+    def operator_table(self, metrics: tuple[str, ...] | None = None, units: str = "human") -> str:
+        """Per operator, largest first: each metric for the prefill, the decode and both."""
+        fmt = _formatter(units)
+        shown = self._shown(metrics)
+        header = ["operator"]
+        for metric in shown:
+            header += [f"#{metric} ({part})" for part in ("prefill", "decode", "total")]
+        parts = [(self.prefill.by_operator(m), self.decode.by_operator(m)) for m in shown]
+        names = sorted(
+            set().union(*(set(p) | set(d) for p, d in parts)),
+            key=lambda op: (-(parts[0][0].get(op, 0) + parts[0][1].get(op, 0)), op),
+        )
+        rows = []
+        for op in names:
+            row = [op]
+            for prefill, decode in parts:
+                a, b = prefill.get(op, 0), decode.get(op, 0)
+                row += [fmt(a), fmt(b), fmt(a + b)]
+            rows.append(row)
+        return _grid(header, rows)
+
+    def _shown(self, metrics: tuple[str, ...] | None) -> tuple[str, ...]:
+        shown = tuple(metrics or (m for m in self.metrics if m not in ON_REQUEST_METRICS))
+        for metric in shown:
+            self.decode._check(metric)
+        return shown
 
     def on(self, hardware: Any, *, tf32: bool = False) -> GenerationTime:
         """Estimated time on `hardware` (a name such as ``"h100-sxm"``, or a `Hardware`), by the
