@@ -53,13 +53,29 @@ _GLOBAL_HOOK_DICTS = (
 )
 
 
-def bits(tensor: torch.Tensor) -> torch.Tensor:
+def bits(tensor: Any) -> Any:
     """The tensor's bytes: equal bits, not just equal values (-0.0 vs 0.0, NaN payloads).
 
-    An uninitialized lazy parameter has no bytes: it gives an empty tensor."""
+    An uninitialized lazy parameter has no bytes: it gives an empty tensor. A quantized tensor
+    gives its integer representation's bytes; what a state_dict holds besides tensors (a
+    quantized module's dtype), itself."""
+    if isinstance(tensor, (list, tuple)):  # a quantized module's packed (weight, bias)
+        return type(tensor)(bits(t) for t in tensor)
+    if not isinstance(tensor, torch.Tensor):
+        return tensor
     if is_lazy(tensor):
         return torch.empty(0, dtype=torch.uint8)
+    if tensor.is_quantized:
+        tensor = tensor.int_repr()
     return tensor.detach().reshape(-1).contiguous().view(torch.uint8).clone()
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return torch.equal(a, b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def global_state() -> dict[str, Any]:
@@ -127,7 +143,7 @@ class Snapshot:
         after = Snapshot.take(self.model)
         assert list(after.state) == list(self.state), "state_dict keys changed"
         for key, value in self.state.items():
-            assert torch.equal(after.state[key], value), f"{key} changed"
+            assert _same(after.state[key], value), f"{key} changed"
         assert after.param_ids == self.param_ids, "parameters were replaced"
         assert after.data_ptrs == self.data_ptrs, "parameter storage was replaced"
         for (id_before, grad_before), (id_after, grad_after) in zip(

@@ -217,8 +217,8 @@ def _function_handled(
             continue
         if any(n in covered for n in call.scope):
             continue
-        found = registry.lookup(metric, call.name)
-        if found.handler is not None:
+        found = registry.own_handler(metric, call.name)
+        if found is not None and found.handler is not None:
             handled[call.id] = (call, found)
     return handled
 

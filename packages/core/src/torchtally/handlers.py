@@ -476,6 +476,10 @@ class HandlerRegistry:
             return IGNORED
         return UNHANDLED
 
+    def own_handler(self, metric: str, op: str) -> Lookup | None:
+        """The handler registered for `op` itself (not a metric's default), if any."""
+        return self._ops.get(metric, {}).get(op)
+
     def module_handler(self, metric: str, keys: Iterable[str]) -> tuple[ModuleHandler, str] | None:
         table = self._modules.get(metric, {})
         for key in keys:
