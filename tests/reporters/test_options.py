@@ -35,12 +35,13 @@ def test_unknown_format_lists_the_installed_ones(testnet_case: Case) -> None:
     [
         (
             "table",
-            "flop_unit, hardware, max_depth, metrics, show_param_shapes, split_phases, style, "
-            "units",
+            "flop_unit, hardware, max_depth, measured, metrics, percent, shapes, "
+            "show_param_shapes, split_phases, style, top, top_by, units",
         ),
         (
             "markdown",
-            "flop_unit, hardware, max_depth, metrics, show_param_shapes, split_phases, units",
+            "flop_unit, hardware, max_depth, measured, metrics, percent, shapes, "
+            "show_param_shapes, split_phases, top, top_by, units",
         ),
         ("arch", "flop_unit, max_depth, metrics, split_phases, uncalled_note, units"),
         ("json", "flop_unit, hardware, metrics"),

@@ -268,6 +268,12 @@ def _add_analysis_options(parser: argparse.ArgumentParser, generate: bool = Fals
         "token, tokens/s and the largest batch that fits",
     )
     analysis.add_argument(
+        "--measure",
+        action="store_true",
+        help="run the model for real and time its forward pass per op on its device (after "
+        "warm-up, the median of 5 passes): measured time and achieved FLOP/s columns",
+    )
+    analysis.add_argument(
         "--elementwise",
         action="store_true",
         help="also count element-wise ops and reductions (totals then differ from fvcore)",
@@ -292,6 +298,29 @@ def _add_output_options(parser: argparse.ArgumentParser, diff: bool = False) -> 
         metavar="NAME",
         help="columns shown, in order: params, flops, activations, bytes (memory traffic), "
         "or a plugin's metric",
+    )
+    output.add_argument(
+        "--top",
+        type=int,
+        metavar="K",
+        help="list the K most expensive modules (leaves, or modules --max-depth levels down) "
+        "instead of the tree",
+    )
+    output.add_argument(
+        "--top-by",
+        metavar="NAME",
+        help="what --top ranks by: a shown metric (flops, bytes, ...), time (with --hardware) "
+        "or measured (with --measure); default the time, else the first metric",
+    )
+    output.add_argument(
+        "--percent",
+        action="store_true",
+        help="each module's share of the model's total, per metric, as columns",
+    )
+    output.add_argument(
+        "--shapes",
+        action="store_true",
+        help="each module's input and output shapes (its first call), as columns",
     )
     output.add_argument("--units", choices=("human", "raw"), help="4.112G (human) or 4111512576")
     output.add_argument(
@@ -573,6 +602,8 @@ def _analyze(
         options["mode"] = args.mode
     if args.backward:
         options["backward"] = True
+    if getattr(args, "measure", False):
+        options["measure"] = True
     given = point["shape"] or point["seq_len"]
     made = "" if loaded.inputs is not None and not given else " (inputs"
     hint = f"{made}: {describe_inputs(inputs)}; set them with --shape or --seq-len)" if made else ""
@@ -594,7 +625,40 @@ def _render_options(args: argparse.Namespace, hardware: bool = False) -> dict[st
     }
     if hardware:  # the table, markdown and json of one analysis
         given["hardware"] = args.hardware
+        given["top"] = getattr(args, "top", None)
+        given["top_by"] = getattr(args, "top_by", None)
+        given["percent"] = getattr(args, "percent", False) or None
+        given["shapes"] = getattr(args, "shapes", False) or None
     return {key: value for key, value in given.items() if value is not None}
+
+
+TABLE_FORMATS = ("table", "markdown")
+
+
+def _check_extras(args: argparse.Namespace, output_format: str, varying: bool) -> None:
+    """--top, --percent, --shapes: a table of one analysis; --measure: a real forward pass."""
+    given = [
+        option
+        for option, value in (
+            ("--top", args.top is not None),
+            ("--top-by", args.top_by is not None),
+            ("--percent", args.percent),
+            ("--shapes", args.shapes),
+        )
+        if value
+    ]
+    if given and (output_format not in TABLE_FORMATS or varying):
+        raise CliError(
+            f"{', '.join(given)} add to --format table or markdown of one analysis "
+            f"(not {'a sweep' if varying else output_format})",
+            EXIT_USAGE,
+        )
+    if args.measure and (args.mode in ("fake", "meta") or args.backward or varying):
+        raise CliError(
+            "--measure times one forward pass running for real: not with --mode fake or meta, "
+            "--backward or a sweep",
+            EXIT_USAGE,
+        )
 
 
 HARDWARE_FORMATS = ("table", "markdown", "json")
@@ -666,6 +730,7 @@ def run(argv: Sequence[str] | None = None) -> str:
     varying, points = _points(args)
     output_format = _output_format(args)
     _check_hardware(args, output_format, bool(varying))
+    _check_extras(args, output_format, bool(varying))
     if args.generate is not None:
         return _write(args, _generation(args, output_format), f"{output_format} report")
     _check_format(output_format, "sweep" if varying else None)

@@ -9,25 +9,28 @@ from typing import Any
 import tabulate
 
 from torchtally.plugin import Analysis
-from torchtally_reporters.options import Options, parse_options
+from torchtally_reporters.options import Options
 from torchtally_reporters.stats import format_number, model_total, phases_text, plain_name
-from torchtally_reporters.table import TABLE_OPTIONS, Row, column_headers, table_rows
-from torchtally_reporters.timing import BOUND, TIME, roofline_of, summary_line, time_headers
+from torchtally_reporters.table import (
+    TABLE_OPTIONS,
+    Row,
+    summary_lines,
+    table_columns,
+    table_options,
+    table_rows,
+)
 
 MARKDOWN_OPTIONS: Mapping[str, Any] = {k: v for k, v in TABLE_OPTIONS.items() if k != "style"}
 
 
 def render_markdown(analysis: Analysis, **options: Any) -> str:
     """A totals line, a blank line, and a pipe table with the ``table`` format's rows."""
-    opts = parse_options("markdown", analysis, options, MARKDOWN_OPTIONS)
-    roofline = roofline_of(analysis, opts.hardware)
-    keys = tuple(column.key for column in opts.columns)
-    headers = column_headers(opts)
-    totals = totals_line(analysis, opts)
-    if roofline is not None:
-        keys, headers = (*keys, TIME, BOUND), [*headers, *time_headers(roofline)]
-        totals += f"\n\n{summary_line(roofline, opts.units)}"
-    body = [_cells(row, keys) for row in table_rows(analysis, opts, roofline)]
+    opts, roofline, extras = table_options("markdown", analysis, options, MARKDOWN_OPTIONS)
+    keys, headers = table_columns(opts, roofline, extras)
+    totals = "\n\n".join(
+        [totals_line(analysis, opts), *summary_lines(roofline, extras, opts.units)]
+    )
+    body = [_cells(row, keys) for row in table_rows(analysis, opts, roofline, extras)]
     table = tabulate.tabulate(
         body,
         headers=[escape_cell(header) for header in headers],

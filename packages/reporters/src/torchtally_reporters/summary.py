@@ -38,6 +38,8 @@ def render_summary(analysis: Analysis, **given: Any) -> str:
             continue
         total = format_number(model_total(analysis, metric, options), options)
         split = phases_text(analysis, metric, options)
+        if metric == PARAMS:
+            split = _frozen_text(analysis, options)
         lines.append(f"{label}: {total} {split}".rstrip())
     return "\n".join([RULE, *lines, RULE])
 
@@ -86,3 +88,14 @@ def _has_tensor(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_has_tensor(item) for item in value)
     return False
+
+
+def _frozen_text(analysis: Analysis, options: Any) -> str:
+    """``(trainable 1.2M, frozen 23.5M)`` when some parameters do not require grad; else ``""``
+    (mmpretrain's block as it is)."""
+    memory = analysis.memory()
+    if not memory["frozen_params"]:
+        return ""
+    trainable = format_number(memory["trainable_params"], options)
+    frozen = format_number(memory["frozen_params"], options)
+    return f"(trainable {trainable}, frozen {frozen})"

@@ -19,6 +19,7 @@ from typing import Any
 import tabulate
 
 from torchtally.plugin import Analysis
+from torchtally_reporters.extras import EXTRA_OPTIONS, Extras, build_extras, split_extras
 from torchtally_reporters.options import PARAMS, Options, check_choice, parse_options
 from torchtally_reporters.stats import column_header, format_number, metric_by_module
 from torchtally_reporters.timing import (
@@ -39,6 +40,7 @@ TABLE_OPTIONS: Mapping[str, Any] = {
     "split_phases": None,
     "style": "box",
     "hardware": None,
+    **EXTRA_OPTIONS,
 }
 TABLE_STYLES = ("box", "pipe")
 ROOT_LABEL = "model"
@@ -60,15 +62,39 @@ def render_table(analysis: Analysis, **options: Any) -> str:
     """mmengine's complexity table (``+---+`` grid, rows indented by level), or fvcore's pipe
     table with ``style="pipe"``."""
     style = check_choice("style", options.pop("style", "box"), TABLE_STYLES)
-    opts = parse_options("table", analysis, options, TABLE_OPTIONS)
+    opts, roofline, extras = table_options("table", analysis, options, TABLE_OPTIONS)
+    keys, headers = table_columns(opts, roofline, extras)
+    body = [_indented(row, keys) for row in table_rows(analysis, opts, roofline, extras)]
+    lines = [grid(body, headers, style), *summary_lines(roofline, extras, opts.units)]
+    return "\n".join(lines)
+
+
+def table_options(
+    format_name: str, analysis: Analysis, given: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> tuple[Options, Any, Extras]:
+    """A table's count options, its roofline (the ``hardware`` option) and its extra columns."""
+    counted, extra = split_extras(given)
+    opts = parse_options(format_name, analysis, counted, defaults)
     roofline = roofline_of(analysis, opts.hardware)
-    keys = tuple(column.key for column in opts.columns)
-    headers = column_headers(opts)
+    return opts, roofline, build_extras(analysis, extra, opts, roofline)
+
+
+def table_columns(
+    options: Options, roofline: Any, extras: Extras
+) -> tuple[tuple[str, ...], list[str]]:
+    """The cells' keys and the headings, in order: counts, estimated time, the extras."""
+    keys = tuple(column.key for column in options.columns)
+    headers = column_headers(options)
     if roofline is not None:
         keys, headers = (*keys, TIME, BOUND), [*headers, *time_headers(roofline)]
-    body = [_indented(row, keys) for row in table_rows(analysis, opts, roofline)]
-    text = grid(body, headers, style)
-    return text if roofline is None else f"{text}\n{summary_line(roofline, opts.units)}"
+    keys = (*keys, *(key for key, _ in extras.columns))
+    return keys, [*headers, *(heading for _, heading in extras.columns)]
+
+
+def summary_lines(roofline: Any, extras: Extras, units: str) -> list[str]:
+    """The lines under a table: the estimated time, the measured one."""
+    lines = [] if roofline is None else [summary_line(roofline, units)]
+    return [*lines, *extras.summary]
 
 
 def grid(rows: list[list[str]], headers: list[str], style: str) -> str:
@@ -98,12 +124,17 @@ def _indented(row: Row, keys: tuple[str, ...]) -> list[str]:
     return [indent + row.name, *(indent + row.cells[k] if k in row.cells else "" for k in keys)]
 
 
-def table_rows(analysis: Analysis, options: Options, roofline: Any = None) -> list[Row]:
+def table_rows(
+    analysis: Analysis, options: Options, roofline: Any = None, extras: Extras | None = None
+) -> list[Row]:
     """The rows of the table, in order, for the ``table`` and ``markdown`` formats; with a
-    roofline, each module's estimated time and bound too."""
+    roofline, each module's estimated time and bound too; with `extras`, their columns, and
+    the model and the top modules instead of the tree when they ask for it."""
     stats = collect_stats(analysis, options)
-    if roofline is not None:  # a module that only takes time (a GELU's bytes) keeps its row
-        for name, seconds in roofline.by_module().items():
+    spent = [roofline.by_module()] if roofline is not None else []
+    spent += list(extras.times.values()) if extras is not None else []
+    for by_module in spent:  # a module that only takes time (a GELU's bytes) keeps its row
+        for name, seconds in by_module.items():
             if seconds:
                 stats.setdefault(name, {})[TIME] = 1
     stats = drop_trivial(stats)
@@ -115,6 +146,14 @@ def table_rows(analysis: Analysis, options: Options, roofline: Any = None) -> li
         mark_shared(cells, analysis, options.show_param_shapes)
     if not options.show_param_shapes:
         cells = {name: row for name, row in cells.items() if name not in analysis.param_shapes}
+    if extras is not None:
+        for name, extra in extras.cells.items():
+            if name in cells:
+                cells[name].update(extra)
+        if extras.top is not None:
+            rows = [Row(0, ROOT_LABEL, cells.get("", {}))]
+            rows += [Row(1, name, cells.get(name, dict(extras.cells[name]))) for name in extras.top]
+            return rows
     return tree_rows(cells, options.max_depth)
 
 
