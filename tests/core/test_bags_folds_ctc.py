@@ -58,6 +58,14 @@ def test_embedding_bags_with_offsets_and_weights() -> None:
     assert counted(model, (indices, offsets, weights)) == (24, 24)
 
 
+def test_a_backward_pass_of_ignored_ops_is_still_a_phase() -> None:
+    """F.fold's gradient is im2col, a copy: the backward phase counts 0, and is there."""
+    cols = torch.randn(2, 27, 64, requires_grad=True)
+    fold = analyse(Fn(lambda c: F.fold(c, (8, 8), 3, padding=1)), cols, "fake", backward=True)
+    assert fold.phases == ("forward", "backward")
+    assert fold.total(phase="backward") == 0
+
+
 def test_unfold_copies_and_fold_adds_overlaps() -> None:
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
     columns = 2 * 27 * 64  # 3 x 3 patches of 3 channels at 64 positions, 2 images

@@ -166,10 +166,11 @@ def count_trace(
                 continue  # a module handler counts this module's forward
             if functions and call.phase == "forward" and any(i in functions for i in call.calls):
                 continue  # an autograd Function's handler counts its forward
+            # the phase's tables exist even when all its ops are ignored (F.fold's gradient)
+            counts, unsupported = result.tables(call.phase, metric, trace.modules)
             found = registry.lookup(metric, call.op)
             if found.ignored:
                 continue
-            counts, unsupported = result.tables(call.phase, metric, trace.modules)
             owners = attribute(call.scope)
             value = None
             if found.handler is not None:
