@@ -20,7 +20,12 @@ CORE = ROOT / "packages" / "core" / "src" / "torchtally"
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("records", frozenset({"version", "units", "records", "params", "devices"})),
     ("handlers", frozenset({"handlers"})),
-    ("tracing", frozenset({"inputs", "state", "fake", "memory", "tracer", "timing", "artefacts"})),
+    (
+        "tracing",
+        frozenset(
+            {"inputs", "process", "state", "fake", "memory", "tracer", "timing", "artefacts"}
+        ),
+    ),
     ("counting", frozenset({"counting"})),
     ("analysis", frozenset({"analysis", "compare", "roofline"})),
     ("reporting types", frozenset({"reporting"})),

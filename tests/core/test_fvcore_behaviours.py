@@ -446,16 +446,24 @@ def test_unsupported_ops_logged_once_each(caplog: pytest.LogCaptureFixture) -> N
 # --- changing handlers -------------------------------------------------------------------------
 
 
+_SHAPES: dict[int, list[list[tuple[int, ...]]]] = {}
+_RECEIVED: dict[int, list[tuple[int, list[str]]]] = {}
+_CALLS: dict[int, int] = {}  # outside the model: an analysis puts back what the model holds
+
+
 class Counting(nn.Module):
-    """Counts its forward calls (a plain attribute: torchtally restores tensors, not this)."""
+    """Counts its forward calls, in a table outside the model."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 3)
-        self.calls = 0
+
+    @property
+    def calls(self) -> int:
+        return _CALLS.get(id(self), 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
+        _CALLS[id(self)] = self.calls + 1
         return torch.sigmoid(self.fc(x) * 2)
 
 
@@ -612,7 +620,10 @@ class KeywordOnly(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 3)
-        self.received: list[tuple[int, list[str]]] = []
+
+    @property
+    def received(self) -> list[tuple[int, list[str]]]:
+        return _RECEIVED.setdefault(id(self), [])  # outside the model, as _CALLS
 
     def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
         self.received.append((len(args), sorted(kwargs)))
@@ -758,7 +769,10 @@ class Recording(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 3)
-        self.shapes: list[list[tuple[int, ...]]] = []
+
+    @property
+    def shapes(self) -> list[list[tuple[int, ...]]]:
+        return _SHAPES.setdefault(id(self), [])  # outside the model, as _CALLS
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         self.shapes.append([tuple(x.shape) for x in xs])

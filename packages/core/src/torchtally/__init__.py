@@ -49,6 +49,7 @@ from torchtally.plugins import (
     list_plugins,
     plugin_failures,
 )
+from torchtally.process import AnalysisError, RestoreError
 from torchtally.records import ModuleCall, OpCall, TensorMeta, Trace
 from torchtally.reporting import Reporter, ReporterError, UnknownFormatError
 from torchtally.roofline import Measured, OpTime, Roofline, Times
@@ -61,6 +62,7 @@ __all__ = [
     "ActivationAnalyzer",
     "ActivationCountAnalysis",
     "Analysis",
+    "AnalysisError",
     "CompositeOpError",
     "CountOptions",
     "Diff",
@@ -80,6 +82,7 @@ __all__ = [
     "ReportError",
     "Reporter",
     "ReporterError",
+    "RestoreError",
     "Roofline",
     "Sweep",
     "Tally",

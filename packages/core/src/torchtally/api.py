@@ -75,7 +75,10 @@ def trace(
         mode = _measured_mode(model, mode, backward, type(program.runner) is not Runner)
     if inputs is None and input_shape is None and not kwargs and program.example_inputs:
         inputs, kwargs = program.example_inputs  # an exported program's own example inputs
-    args, keyword = build_inputs(program.module, inputs, input_shape, kwargs)
+    # input_shape builds shape-only (meta) inputs unless the model runs for real; auto builds
+    # real ones only if it falls back to a real run
+    build = partial(build_inputs, program.module, inputs, input_shape, kwargs)
+    args, keyword = build(shape_only=mode != "real")
     if program.check_inputs is not None:
         program.check_inputs(args, keyword)
     recorded = trace_call(
@@ -87,6 +90,7 @@ def trace(
         loss_fn=loss_fn,
         runner=program.runner,
         autograd_functions=autograd_functions,
+        real_inputs=build if input_shape is not None and mode == "auto" else None,
     )
     if measure:
         timed = measure_forward(
@@ -128,9 +132,11 @@ def trace_call(
     setup: Setup | None = None,
     runner: Runner | None = None,
     autograd_functions: bool = False,
+    real_inputs: Callable[[], tuple[tuple[Any, ...], dict[str, Any]]] | None = None,
 ) -> Trace:
     """`trace` for arguments already built; `setup` prepares the call first (see `Setup`), and
-    `runner` runs what is not eager code (see `torchtally.artefacts`)."""
+    `runner` runs what is not eager code (see `torchtally.artefacts`); `real_inputs` builds
+    the arguments of auto mode's real run when `args` are shape-only (``input_shape``)."""
     run = partial(
         run_traced,
         model,
@@ -143,7 +149,13 @@ def trace_call(
         autograd_functions=autograd_functions,
     )
     if mode == "auto":
-        recorded = _trace_auto(model, run)
+        run_real = None
+        if real_inputs is not None:  # built only if the real run happens
+
+            def run_real(mode: str) -> Trace:
+                return run_traced(model, *real_inputs(), mode=mode, **run.keywords)
+
+        recorded = _trace_auto(model, run, run_real)
     elif mode == "real" and is_meta_model(model):
         raise ValueError(
             "mode='real' cannot run a model whose weights are on the meta device: "
@@ -155,8 +167,11 @@ def trace_call(
     return recorded
 
 
-def _trace_auto(model: nn.Module, run: Callable[..., Trace]) -> Trace:
-    """Fake tensors where they suffice; the real model when an op needs real data."""
+def _trace_auto(
+    model: nn.Module, run: Callable[..., Trace], run_real: Callable[..., Trace] | None = None
+) -> Trace:
+    """Fake tensors where they suffice; the real model (run by `run_real` when given) when an
+    op needs real data."""
     if is_meta_model(model):
         return run(mode="meta")
     try:
@@ -177,7 +192,7 @@ def _trace_auto(model: nn.Module, run: Callable[..., Trace]) -> Trace:
             "mode='real' to skip the attempt)",
             reason,
         )
-    return run(mode="real")
+    return (run_real or run)(mode="real")
 
 
 def _raise_unless_real_kernel_accepts(error: TraceError, op: str) -> None:

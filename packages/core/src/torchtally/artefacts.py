@@ -41,7 +41,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from torchtally.inputs import check_model, has_forward
 from torchtally.records import ModuleInfo, Trace
-from torchtally.tracer import ModuleTree, RunContext, Runner
+from torchtally.tracer import ModuleTree, RunContext, Runner, read_extra_repr
 
 # The submodule `ExportedProgram.module()` adds to check its inputs: not one of the model's.
 _GUARDS = "_guards_fn"
@@ -249,7 +249,7 @@ class GraphTree(ModuleTree):
         return ModuleInfo(
             name=name,
             type_name=type_name,
-            extra_repr=real.extra_repr() if real is not None and name else "",
+            extra_repr=read_extra_repr(real) if real is not None and name else "",
             children=self.children[name],
             has_forward=has_forward(real) if real is not None else name in self.types or not name,
         )

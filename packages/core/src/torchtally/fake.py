@@ -134,8 +134,12 @@ def is_meta_model(model: nn.Module) -> bool:
     return any(t.device.type == "meta" for t in tensors if not is_lazy(t))
 
 
-def input_device(args: Any) -> torch.device:
-    """The device of the first real tensor in `args`, else the CPU."""
+class FakeUnsupportedError(RuntimeError):
+    """A parameter or buffer of the model cannot be stood for by a fake tensor."""
+
+
+def input_device(args: Any, default: torch.device | None = None) -> torch.device:
+    """The device of the first real tensor in `args`, else `default`, else the CPU."""
     found: list[torch.device] = []
 
     def visit(value: Any) -> Any:
@@ -144,7 +148,15 @@ def input_device(args: Any) -> torch.device:
         return value
 
     tree_map(visit, args)
-    return found[0] if found else torch.device("cpu")
+    return found[0] if found else default or torch.device("cpu")
+
+
+def model_device(model: nn.Module) -> torch.device | None:
+    """The device of the model's first parameter or buffer that is not on the meta device."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.device.type != "meta" and not is_lazy(tensor):
+            return tensor.device
+    return None
 
 
 class _Faker:
@@ -168,10 +180,19 @@ class _Faker:
         """Swap the module's own parameters and buffers for fakes; lazy ones are left alone."""
         if isinstance(module, torch.jit.ScriptModule):
             return  # its slots live in C++; fake mode converts its real tensors as ops use them
-        for slots in (module._parameters, module._buffers):
+        for kind, slots in (("parameter", module._parameters), ("buffer", module._buffers)):
             for name, tensor in slots.items():
-                if tensor is not None and not is_lazy(tensor):
+                if tensor is None or is_lazy(tensor):
+                    continue
+                try:
                     slots[name] = self(tensor)
+                except Exception as error:
+                    raise FakeUnsupportedError(
+                        f"the {kind} {name!r} of a {type(module).__name__} is a "
+                        f"{type(tensor).__name__} ({tensor.layout}, {tensor.dtype}) that fake "
+                        f"tensors cannot stand for ({type(error).__name__}: {error}); analyse "
+                        "it with mode='real' (mode='auto' falls back to it)"
+                    ) from error
 
     def _fake(self, tensor: torch.Tensor) -> torch.Tensor:
         if tensor.layout == torch.sparse_coo and tensor.device.type != "meta":
@@ -212,7 +233,8 @@ def fake_model(
     The caller restores the originals (`preserve_model_state` does); the mode is not entered.
     """
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-    faker = _Faker(fake_mode, input_device((args, kwargs)))
+    # meta weights and meta (shape-only) inputs claim the inputs' device, else the model's
+    faker = _Faker(fake_mode, input_device((args, kwargs), model_device(model)))
     for module in model.modules():
         faker.fake_module(module)
     muted = _FAKE_TENSOR_LOG.disabled

@@ -23,13 +23,15 @@ def build_inputs(
     inputs: Any = None,
     input_shape: tuple[Any, ...] | None = None,
     kwargs: Mapping[str, Any] | None = None,
+    shape_only: bool = False,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Positional and keyword arguments for ``model(...)`` from the forms users pass.
 
     `inputs`: a tensor (one argument), a tuple (positional arguments), a dict (keyword
     arguments), or any other object (one argument: wrap a list or dict in a tuple to pass it
     positionally). `input_shape` follows mmengine: a tuple of ints builds one random tensor with
-    batch size 1 prepended, a tuple of such tuples builds several.
+    batch size 1 prepended, a tuple of such tuples builds several; with `shape_only` (fake and
+    meta runs) they are built on the meta device, so that no real memory is used.
 
     Raises `TypeError` for a model that cannot be called and `ValueError` for inputs that cannot
     be analysed (see `check_model` and `check_inputs`).
@@ -42,7 +44,7 @@ def build_inputs(
         )
     keyword = dict(kwargs or {})
     if input_shape is not None:
-        args: tuple[Any, ...] = _random_inputs(model, input_shape)
+        args: tuple[Any, ...] = _random_inputs(model, input_shape, shape_only)
     elif inputs is None:
         if not keyword:
             raise ValueError(
@@ -159,7 +161,9 @@ def check_not_empty(model: nn.Module, trace: Trace) -> None:
     )
 
 
-def _random_inputs(model: nn.Module, input_shape: tuple[Any, ...]) -> tuple[torch.Tensor, ...]:
+def _random_inputs(
+    model: nn.Module, input_shape: tuple[Any, ...], shape_only: bool = False
+) -> tuple[torch.Tensor, ...]:
     if _is_shape(input_shape):
         shapes = [input_shape]
     elif isinstance(input_shape, tuple) and input_shape and all(map(_is_shape, input_shape)):
@@ -179,6 +183,8 @@ def _random_inputs(model: nn.Module, input_shape: tuple[Any, ...]) -> tuple[torc
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else None
+    if shape_only:
+        return tuple(torch.empty((1, *shape), dtype=dtype, device="meta") for shape in shapes)
     generator = torch.Generator().manual_seed(0)
     return tuple(
         torch.randn((1, *shape), generator=generator, dtype=dtype).to(device) for shape in shapes

@@ -1,159 +1,89 @@
-"""Leave the user's model exactly as it was: weights, buffers, gradients, flags, hooks, attributes,
-grad mode, default dtype and device, deterministic mode and RNG."""
+"""Leave the user's model, everything it holds and its inputs exactly as they were.
+
+`ModelGuard` snapshots, before a run, every object reachable from the model and the inputs:
+the contents of lists, dicts and sets, the attributes (``__dict__`` and slots) and class of
+modules, dataclasses and other objects (caches, configs, a Hugging Face ``Cache``), at any depth,
+by identity; and every tensor it meets: its binding (storage, offset, shape, strides, dtype),
+``requires_grad``, ``.grad``, hooks and version. Tensor data is copied on write: the tracer
+calls `before_write` before an op writes to a tensor, and the whole storage under it is copied
+once, so every tensor over that storage (views of a flat buffer) is restored. `restore` runs
+each step whatever the others do and raises `RestoreError` for what it could not put back.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import logging
+import sys
+import types
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
 from torch import nn
-from torch._subclasses.fake_tensor import FakeTensor
-from torch.nn.modules.lazy import LazyModuleMixin
+from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
 from torch.nn.parameter import is_lazy
+from torch.utils._mode_utils import no_dispatch
+from torch.utils._pytree import tree_map
 
-# Per-module dicts a forward may change in place: slots, submodules and every kind of hook.
-_MODULE_DICTS = (
-    "_parameters",
-    "_buffers",
-    "_modules",
-    "_forward_hooks",
-    "_forward_hooks_with_kwargs",
-    "_forward_hooks_always_called",
-    "_forward_pre_hooks",
-    "_forward_pre_hooks_with_kwargs",
-    "_backward_hooks",
-    "_backward_pre_hooks",
-    "_state_dict_hooks",
-    "_state_dict_pre_hooks",
-    "_load_state_dict_pre_hooks",
-    "_load_state_dict_post_hooks",
+from torchtally.process import ProcessState, RestoreError, run_steps
+
+logger = logging.getLogger("torchtally")
+
+# Objects reached from a model beyond this many are not snapshotted (a warning says so).
+MAX_OBJECTS = 500_000
+
+_ATOMS = frozenset(
+    {
+        int,
+        float,
+        complex,
+        bool,
+        str,
+        bytes,
+        type(None),
+        type(Ellipsis),
+        range,
+        slice,
+        torch.dtype,
+        torch.device,
+        torch.layout,
+        torch.memory_format,
+        torch.Size,
+    }
 )
-_MODULE_CONTAINERS = (*_MODULE_DICTS, "_non_persistent_buffers_set")
-
-
-class ModelGuard:
-    """Snapshot of what a forward (and backward) pass may change, restored by `restore`.
-
-    Module attributes that hold tensors or modules are restored shallowly: one a forward added (a
-    cache, maybe of fake tensors) is removed, one it rebound is bound back; a class it changed
-    (lazy modules) is changed back, and a lazy module gets all its attributes back, as its first
-    forward initialises it (sets ``in_features``, removes its init hooks). Parameters, buffers and
-    gradients are copied only when an op is about to write to one (copy on write: the tracer
-    calls `before_write` for the arguments an op's schema says it writes, and for batch norm's
-    running statistics in training, which the schema does not say), so a large model costs no
-    extra memory.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.modules = [_ModuleSnapshot(m) for m in model.modules()]
-        params = list(model.parameters())
-        self.requires_grad = [(p, p.requires_grad) for p in params]
-        self.grads = [(p, p.grad) for p in params if not is_lazy(p)]
-        watched = [*params, *model.buffers(), *(grad for _, grad in self.grads if grad is not None)]
-        self._storages = {
-            _storage_key(t): t for t in watched if _is_real(t) and t.numel() > 0
-        }  # storage -> the parameter, buffer or gradient that owns it
-        self._saved: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def before_write(self, value: Any) -> None:
-        """Called by the tracer before an op writes to `value` in place."""
-        if not isinstance(value, torch.Tensor) or not self._storages or not _is_real(value):
-            return
-        owner = self._storages.get(_storage_key(value))
-        if owner is not None and id(owner) not in self._saved:
-            self._saved[id(owner)] = (owner, owner.detach().clone())
-
-    def restore(self) -> None:
-        with torch.no_grad():
-            for snapshot in self.modules:
-                snapshot.restore()
-            for tensor, tensor_copy in self._saved.values():
-                tensor.copy_(tensor_copy)
-            for param, flag in self.requires_grad:
-                if param.requires_grad != flag:
-                    param.requires_grad_(flag)
-            for param, grad in self.grads:
-                if param.grad is not grad:
-                    param.grad = grad
-
-
-class _ModuleSnapshot:
-    """One module's class, training flag, attributes, and the contents of its dicts and sets
-    (copied only when not empty: most hook dicts are)."""
-
-    __slots__ = ("attributes", "cls", "containers", "lazy", "module", "training")
-
-    def __init__(self, module: nn.Module) -> None:
-        self.module = module
-        self.cls = type(module)
-        self.training = module.training
-        self.lazy = isinstance(module, LazyModuleMixin) and module.has_uninitialized_params()
-        state = vars(module)
-        self.attributes = dict(state)
-        self.containers: list[tuple[str, Any]] = []
-        for attr in _MODULE_CONTAINERS:
-            container = state.get(attr)
-            if isinstance(container, (dict, set)):
-                self.containers.append((attr, container.copy() if container else None))
-
-    def restore(self) -> None:
-        module = self.module
-        if type(module) is not self.cls:
-            module.__class__ = self.cls
-        module.training = self.training
-        state = vars(module)
-        if self.lazy:
-            _replace(state, self.attributes)
-        else:
-            _restore_attributes(state, self.attributes)
-        for attr, saved in self.containers:
-            current = state[attr] = self.attributes[attr]  # the original object, bound back
-            if saved is None:
-                if current:
-                    current.clear()
-            elif isinstance(current, set):
-                if current != saved:
-                    current.clear()
-                    current.update(saved)
-            else:
-                _replace(current, saved)
-
-
+# Objects whose insides are not the model's state: code, classes, modules, references.
+_OPAQUE = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.CodeType,
+    types.FrameType,
+    types.GeneratorType,
+    weakref.ref,
+    torch.Generator,
+    torch.UntypedStorage,
+    torch.TypedStorage,
+)
 _MISSING = object()
+_PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
 
 
-def _restore_attributes(current: dict[str, Any], saved: dict[str, Any]) -> None:
-    """Undo what a forward did to attributes that hold tensors or modules (caches, fakes).
-
-    Plain Python values (a call counter, a flag) are left as the forward set them, as after an
-    ordinary call of the model.
-    """
-    for key in [k for k in current if k not in saved and _holds_tensors(current[k])]:
-        del current[key]
-    for key, value in saved.items():
-        now = current.get(key, _MISSING)
-        if now is not value and (_holds_tensors(value) or _holds_tensors(now)):
-            current[key] = value
-
-
-def _holds_tensors(value: Any, depth: int = 3) -> bool:
-    if isinstance(value, (torch.Tensor, nn.Module)):
-        return True
-    if depth == 0:
-        return False
-    if isinstance(value, (list, tuple, set)):
-        return any(_holds_tensors(v, depth - 1) for v in value)
-    if isinstance(value, dict):
-        return any(_holds_tensors(v, depth - 1) for v in value.values())
-    return False
-
-
-def _replace(target: dict[Any, Any], saved: dict[Any, Any]) -> None:
-    if list(target) != list(saved) or any(target[k] is not v for k, v in saved.items()):
-        target.clear()
-        target.update(saved)
+@contextmanager
+def plain_torch() -> Iterator[None]:
+    """Ops on real tensors as they are: no torch function or dispatch mode (fake mode
+    included), no autograd, no inference mode. The guard's own copies are always real."""
+    with (
+        no_dispatch(),
+        torch._C.DisableTorchFunction(),
+        torch.no_grad(),
+        torch.inference_mode(False),
+    ):
+        yield
 
 
 def _is_real(tensor: torch.Tensor) -> bool:
@@ -161,34 +91,501 @@ def _is_real(tensor: torch.Tensor) -> bool:
     return not (tensor.device.type == "meta" or isinstance(tensor, FakeTensor) or is_lazy(tensor))
 
 
-def _storage_key(tensor: torch.Tensor) -> int:
-    return tensor.untyped_storage().data_ptr()
+def _is_plain(tensor: torch.Tensor) -> bool:
+    """A dense tensor of torch's own type (no subclass, not sparse): it has a storage."""
+    return type(tensor) in _PLAIN_TENSORS and tensor.layout == torch.strided
+
+
+def _stdlib(kind: type) -> bool:
+    return kind.__module__.partition(".")[0] in sys.stdlib_module_names
+
+
+# --- saved objects ------------------------------------------------------------------------------
+
+
+class _Saved:
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def restore(self) -> None:
+        raise NotImplementedError
+
+
+class _SavedList(_Saved):
+    __slots__ = ("items",)
+
+    def __init__(self, obj: list[Any]) -> None:
+        super().__init__(obj)
+        self.items = list.copy(obj)
+
+    def restore(self) -> None:
+        now = self.obj
+        if len(now) != len(self.items) or any(
+            a is not b for a, b in zip(now, self.items, strict=True)
+        ):
+            list.__setitem__(now, slice(None), self.items)
+
+
+def _dict_base(obj: dict[Any, Any]) -> type[dict[Any, Any]]:
+    """The mapping type whose methods change `obj` without a subclass' checks (a Hugging Face
+    ``ModelOutput`` refuses ``update``), keeping an OrderedDict's own order bookkeeping."""
+    return OrderedDict if isinstance(obj, OrderedDict) else dict
+
+
+class _SavedDict(_Saved):
+    __slots__ = ("items",)
+
+    def __init__(self, obj: dict[Any, Any]) -> None:
+        super().__init__(obj)
+        self.items = list(dict.items(obj))
+
+    def restore(self) -> None:
+        now = list(dict.items(self.obj))
+        if len(now) == len(self.items) and all(
+            a[1] is b[1] and (a[0] is b[0] or a[0] == b[0])
+            for a, b in zip(now, self.items, strict=True)
+        ):
+            return
+        base = _dict_base(self.obj)
+        base.clear(self.obj)
+        for key, value in self.items:
+            base.__setitem__(self.obj, key, value)
+
+
+class _SavedSet(_Saved):
+    __slots__ = ("items",)
+
+    def __init__(self, obj: set[Any]) -> None:
+        super().__init__(obj)
+        self.items = set.copy(obj)
+
+    def restore(self) -> None:
+        if len(self.obj) != len(self.items) or not set.issubset(self.obj, self.items):
+            set.clear(self.obj)
+            set.update(self.obj, self.items)
+
+
+class _SavedDeque(_Saved):
+    __slots__ = ("items",)
+
+    def __init__(self, obj: deque[Any]) -> None:
+        super().__init__(obj)
+        self.items = list(obj)
+
+    def restore(self) -> None:
+        if len(self.obj) != len(self.items) or any(
+            a is not b for a, b in zip(self.obj, self.items, strict=True)
+        ):
+            self.obj.clear()
+            self.obj.extend(self.items)
+
+
+class _SavedAttributes(_Saved):
+    """An object's class, its ``__dict__`` (the dict itself and what it holds) and its slots."""
+
+    __slots__ = ("attributes", "cls", "namespace", "slots")
+
+    def __init__(self, obj: Any, namespace: dict[str, Any] | None, slots: list[Any]) -> None:
+        super().__init__(obj)
+        self.cls = type(obj)
+        self.namespace = namespace
+        self.attributes = list(namespace.items()) if namespace is not None else []
+        self.slots = [(slot, _read_slot(slot, obj)) for slot in slots]
+
+    def restore(self) -> None:
+        obj = self.obj
+        if type(obj) is not self.cls:
+            object.__setattr__(obj, "__class__", self.cls)  # lazy modules change their class
+        if self.namespace is not None:
+            if object.__getattribute__(obj, "__dict__") is not self.namespace:
+                object.__setattr__(obj, "__dict__", self.namespace)
+            now = list(self.namespace.items())
+            if len(now) != len(self.attributes) or any(
+                a[0] != b[0] or a[1] is not b[1] for a, b in zip(now, self.attributes, strict=True)
+            ):
+                self.namespace.clear()
+                self.namespace.update(self.attributes)
+        for slot, value in self.slots:
+            if _read_slot(slot, obj) is not value:
+                if value is _MISSING:
+                    slot.__delete__(obj)
+                else:
+                    slot.__set__(obj, value)
+
+
+def _read_slot(slot: Any, obj: Any) -> Any:
+    try:
+        return slot.__get__(obj, type(obj))
+    except AttributeError:
+        return _MISSING
+
+
+def _slots(kind: type) -> list[Any]:
+    """The slot descriptors of `kind` and its bases (``__dict__`` and ``__weakref__`` aside)."""
+    found = []
+    for cls in kind.__mro__:
+        names = cls.__dict__.get("__slots__", ())
+        for name in (names,) if isinstance(names, str) else names:
+            if name not in ("__dict__", "__weakref__"):
+                descriptor = cls.__dict__.get(name)
+                if isinstance(descriptor, types.MemberDescriptorType):
+                    found.append(descriptor)
+    return found
+
+
+_SLOTS_BY_CLASS: dict[type, list[Any]] = {}
+
+
+# --- saved tensors ------------------------------------------------------------------------------
+
+
+class _SavedTensor:
+    """A tensor's binding (the tensor it was: storage, offset, shape, strides, dtype, kept as a
+    detached alias), autograd flags, ``.grad``, version and (suspended) backward hooks."""
+
+    __slots__ = (
+        "alias",
+        "binding",
+        "grad",
+        "hooks",
+        "post_hooks",
+        "requires_grad",
+        "tensor",
+        "version",
+    )
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+        self.requires_grad = tensor.requires_grad
+        self.grad: Any = tensor.grad if tensor.is_leaf and not is_lazy(tensor) else _MISSING
+        self.alias: torch.Tensor | None = None
+        self.binding: Any = None
+        if _is_plain(tensor) and not is_lazy(tensor):
+            with plain_torch():
+                self.alias = tensor.detach()
+            self.binding = _binding(tensor)
+        self.version: int | None
+        try:
+            self.version = tensor._version
+        except RuntimeError:  # inference tensors have none
+            self.version = None
+        self.hooks = _hook_dict(tensor, "_backward_hooks")
+        self.post_hooks = _hook_dict(tensor, "_post_accumulate_grad_hooks")
+
+    def suspend_hooks(self) -> None:
+        """Take the user's backward hooks off for the analysis (they must not run)."""
+        for saved in (self.hooks, self.post_hooks):
+            if saved is not None and saved[1]:
+                saved[0].clear()
+
+    def restore_binding(self) -> None:
+        if self.alias is not None and _binding(self.tensor) != self.binding:
+            with plain_torch():
+                self.tensor.data = self.alias  # back onto its own storage, shape and dtype
+
+    def restore_flags(self) -> None:
+        tensor = self.tensor
+        if tensor.requires_grad != self.requires_grad:
+            tensor.requires_grad_(self.requires_grad)
+        if self.grad is not _MISSING and tensor.grad is not self.grad:
+            tensor.grad = self.grad
+        for attr, saved in (
+            ("_backward_hooks", self.hooks),
+            ("_post_accumulate_grad_hooks", self.post_hooks),
+        ):
+            now = getattr(tensor, attr)
+            if saved is None:
+                if now:
+                    now.clear()  # hooks the forward registered on the user's tensor
+                continue
+            hooks, items = saved
+            if now is not hooks:
+                setattr(tensor, attr, hooks)
+            if list(hooks.items()) != items:
+                hooks.clear()
+                hooks.update(items)
+
+    def restore_version(self) -> None:
+        if self.version is not None and self.tensor._version != self.version:
+            torch._C._autograd._unsafe_set_version_counter((self.tensor,), (self.version,))
+
+
+def _binding(tensor: torch.Tensor) -> tuple[Any, ...]:
+    return (
+        tensor.untyped_storage()._cdata,
+        tensor.storage_offset(),
+        tensor.shape,
+        tensor.stride(),
+        tensor.dtype,
+        tensor.device,
+    )
+
+
+def _hook_dict(tensor: torch.Tensor, attr: str) -> tuple[dict[Any, Any], list[Any]] | None:
+    hooks = getattr(tensor, attr, None)
+    return (hooks, list(hooks.items())) if isinstance(hooks, dict) else None
+
+
+def _storage_key(tensor: torch.Tensor) -> int | None:
+    """The address of the storage under a real dense tensor (shared by all its views)."""
+    if not _is_plain(tensor) or not _is_real(tensor):
+        return None
+    try:
+        storage = tensor.untyped_storage()
+    except (RuntimeError, NotImplementedError):
+        return None
+    return storage.data_ptr() if storage.nbytes() else None
+
+
+# --- the guard ----------------------------------------------------------------------------------
+
+
+class ModelGuard:
+    """Snapshot of the model, what it holds and the inputs, put back by `restore`."""
+
+    def __init__(self, model: nn.Module, inputs: Any = ()) -> None:
+        roots = [model, inputs, *model.parameters(), *model.buffers()]
+        self.objects: list[_Saved] = []
+        self.modules: list[nn.Module] = []
+        tensors = self._reach(roots)
+        self.tensors = [_SavedTensor(t) for t in tensors]
+        self._storages: dict[int, torch.UntypedStorage] = {}
+        self._identity: dict[int, torch.Tensor] = {}  # tensors without a storage: by identity
+        for tensor in tensors:
+            key = _storage_key(tensor)
+            if key is not None:
+                self._storages.setdefault(key, tensor.untyped_storage())
+            elif _is_real(tensor) and not is_lazy(tensor):
+                self._identity[id(tensor)] = tensor
+        self._backups: dict[int, tuple[torch.UntypedStorage, torch.UntypedStorage]] = {}
+        self._tensor_backups: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _reach(self, roots: list[Any]) -> list[torch.Tensor]:
+        """Snapshot every object reachable from `roots`; return the tensors met."""
+        seen: set[int] = set()
+        tensors: list[torch.Tensor] = []
+        stack = list(reversed(roots))
+        while stack:
+            value = stack.pop()
+            kind = type(value)
+            if kind in _ATOMS or id(value) in seen:
+                continue
+            seen.add(id(value))
+            if len(seen) > MAX_OBJECTS:
+                logger.warning(
+                    "the model and its inputs hold more than %d objects; those beyond are not "
+                    "snapshotted, so changes the forward makes to them are not undone",
+                    MAX_OBJECTS,
+                )
+                break
+            if isinstance(value, torch.Tensor):
+                tensors.append(value)
+                namespace = getattr(value, "__dict__", None)
+                if namespace:
+                    self.objects.append(_SavedDict(namespace))
+                    stack.extend(namespace.values())
+                if value.grad is not None if value.is_leaf else False:
+                    stack.append(value.grad)
+                continue
+            if isinstance(value, tuple):
+                stack.extend(value)
+                if kind is tuple:
+                    continue
+            elif isinstance(value, list):
+                self.objects.append(_SavedList(value))
+                stack.extend(value)
+                if kind is list:
+                    continue
+            elif isinstance(value, dict):
+                self.objects.append(_SavedDict(value))
+                stack.extend(value.values())
+                if kind is dict:
+                    continue
+            elif isinstance(value, (set, frozenset)):
+                if isinstance(value, set):
+                    self.objects.append(_SavedSet(value))
+                continue
+            elif isinstance(value, deque):
+                self.objects.append(_SavedDeque(value))
+                stack.extend(value)
+                continue
+            if (
+                isinstance(value, _OPAQUE)
+                or _stdlib(kind)
+                or kind.__module__.startswith("torch._C")
+            ):
+                continue
+            if isinstance(value, nn.Module):
+                self.modules.append(value)
+            self._save_attributes(value, stack)
+        return tensors
+
+    def _save_attributes(self, value: Any, stack: list[Any]) -> None:
+        kind = type(value)
+        slots = _SLOTS_BY_CLASS.get(kind)
+        if slots is None:
+            slots = _SLOTS_BY_CLASS[kind] = _slots(kind)
+        try:
+            namespace = object.__getattribute__(value, "__dict__")
+        except (AttributeError, TypeError):
+            namespace = None
+        if not isinstance(namespace, dict):
+            namespace = None
+        if namespace is None and not slots:
+            return
+        saved = _SavedAttributes(value, namespace, slots)
+        self.objects.append(saved)
+        stack.extend(item for _, item in saved.attributes)
+        stack.extend(item for _, item in saved.slots if item is not _MISSING)
+
+    def suspend_backward_hooks(self) -> None:
+        """The user's backward hooks (on tensors, after gradient accumulation, on modules) do
+        not run during the analysis; `restore` puts them back."""
+        for saved in self.tensors:
+            saved.suspend_hooks()
+        for module in self.modules:
+            for attr in ("_backward_hooks", "_backward_pre_hooks"):
+                hooks = vars(module).get(attr)
+                if hooks:
+                    hooks.clear()
+
+    def before_write(self, value: Any) -> None:
+        """Called by the tracer before an op writes to `value` in place: the storage under it
+        (or, for a tensor without one, the tensor) is copied once, for real."""
+        if not isinstance(value, torch.Tensor):
+            return
+        key = _storage_key(value)
+        if key is not None:
+            storage = self._storages.get(key)
+            if storage is not None and key not in self._backups:
+                with plain_torch():
+                    self._backups[key] = (storage, storage.clone())
+            return
+        owner = self._identity.get(id(value))
+        if owner is not None and id(owner) not in self._tensor_backups:
+            with unset_fake_temporarily(), torch.no_grad(), torch.inference_mode(False):
+                self._tensor_backups[id(owner)] = (owner, owner.clone())
+
+    def before_resize(self, value: Any) -> None:
+        """Called before an op that may reallocate `value`'s storage (``resize_``): a tensor
+        over a watched storage is moved onto a copy of it first, so the storage keeps its
+        memory (its other tensors are unaffected; the guard binds the tensor back)."""
+        if not isinstance(value, torch.Tensor):
+            return
+        key = _storage_key(value)
+        if key is None or key not in self._storages:
+            return
+        with plain_torch():
+            private = value.untyped_storage().clone()
+            value.set_(private, value.storage_offset(), value.shape, value.stride())
+
+    def restore(self) -> list[str]:
+        """Put everything back; every step runs whatever the others do. Returns what failed."""
+        steps: list[tuple[str, Callable[[], None]]] = []
+        steps += [(f"{_describe(s.obj)}", s.restore) for s in self.objects]
+        steps += [
+            (f"a {_shape(s.tensor)} tensor's binding", s.restore_binding) for s in self.tensors
+        ]
+        steps += [
+            (f"a {storage.nbytes()}-byte storage", partial_copy(storage, backup))
+            for storage, backup in self._backups.values()
+        ]
+        steps += [
+            (f"a {_shape(t)} tensor", partial_tensor_copy(t, backup))
+            for t, backup in self._tensor_backups.values()
+        ]
+        steps += [(f"a {_shape(s.tensor)} tensor's flags", s.restore_flags) for s in self.tensors]
+        steps += [
+            (f"a {_shape(s.tensor)} tensor's version", s.restore_version) for s in self.tensors
+        ]
+        with plain_torch():
+            return run_steps(steps)
+
+
+def partial_copy(storage: torch.UntypedStorage, backup: torch.UntypedStorage) -> Callable[[], None]:
+    def copy() -> None:
+        if storage.nbytes() != backup.nbytes():  # grown by a resize through another tensor
+            storage.resize_(backup.nbytes())
+        storage.copy_(backup)
+
+    return copy
+
+
+def partial_tensor_copy(tensor: torch.Tensor, backup: torch.Tensor) -> Callable[[], None]:
+    def copy() -> None:
+        with unset_fake_temporarily(), torch.no_grad():
+            tensor.copy_(backup)
+
+    return copy
+
+
+def _describe(obj: Any) -> str:
+    return f"the contents of a {type(obj).__name__}"
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    try:
+        return "x".join(map(str, tensor.shape)) or "scalar"
+    except Exception:
+        return type(tensor).__name__
+
+
+def stand_ins(
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """For a real run: the model's parameters and buffers, and the input tensors, are swapped
+    for detached aliases over the same storage (tied ones stay tied), so that the run writes
+    the same memory but autograd, ``.grad``, hooks and rebinding (``.data =``, ``set_``) touch
+    only the aliases. The guard puts the originals back. TorchScript modules keep theirs."""
+    made: dict[int, torch.Tensor] = {}
+
+    def alias(value: Any) -> Any:
+        if not isinstance(value, torch.Tensor) or not _is_plain(value) or is_lazy(value):
+            return value
+        fresh = made.get(id(value))
+        if fresh is None:
+            with plain_torch():
+                fresh = value.clone() if value.is_inference() else value.detach()
+            if isinstance(value, nn.Parameter):
+                fresh = nn.Parameter(fresh, requires_grad=value.requires_grad)
+            elif value.requires_grad:
+                fresh.requires_grad_(True)
+            made[id(value)] = fresh
+        return fresh
+
+    for module in model.modules():
+        if isinstance(module, torch.jit.ScriptModule):
+            continue
+        for slots in (module._parameters, module._buffers):
+            for name, tensor in slots.items():
+                if tensor is not None:
+                    slots[name] = alias(tensor)
+    return tree_map(alias, args), tree_map(alias, kwargs)
 
 
 @contextmanager
-def preserve_model_state(model: nn.Module) -> Iterator[ModelGuard]:
-    """Restore the model and torch's global state on exit, whether or not the body raised."""
-    guard = ModelGuard(model)
-    grad_enabled = torch.is_grad_enabled()
-    default_dtype = torch.get_default_dtype()
-    default_device = torch.get_default_device()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    deterministic_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    rng = torch.random.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    try:
+def preserve_model_state(
+    model: nn.Module, inputs: Any = (), process: bool = True
+) -> Iterator[ModelGuard]:
+    """Restore the model, what it holds and `inputs` (and, with `process`, torch's switches,
+    modes, global hooks and random generators) on exit, whether or not the body raised; raise
+    `RestoreError` naming what could not be restored."""
+    guard = ModelGuard(model, inputs)
+    state = ProcessState() if process else None
+    with ExitStack() as stack:
+        stack.callback(_raise_failures, guard, state)
         yield guard
-    finally:
-        guard.restore()
-        torch.set_grad_enabled(grad_enabled)
-        torch.set_default_dtype(default_dtype)
-        if torch.get_default_device() != default_device:
-            torch.set_default_device(default_device)
-        if (
-            torch.are_deterministic_algorithms_enabled(),
-            torch.is_deterministic_algorithms_warn_only_enabled(),
-        ) != (deterministic, deterministic_warn_only):
-            torch.use_deterministic_algorithms(deterministic, warn_only=deterministic_warn_only)
-        torch.random.set_rng_state(rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def _raise_failures(guard: ModelGuard, state: ProcessState | None) -> None:
+    failures = guard.restore()
+    if state is not None:
+        failures += state.restore()
+    if failures:
+        raise RestoreError(
+            "torchtally could not put the model back exactly as it was:\n  "
+            + "\n  ".join(failures[:20])
+            + (f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else "")
+        )

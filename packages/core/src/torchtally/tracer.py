@@ -13,24 +13,38 @@ import gc
 import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from itertools import count
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
-from torch._subclasses.fake_tensor import unset_fake_temporarily
+from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
 from torch.autograd.function import BackwardCFunction, Function
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import is_lazy
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from torchtally.fake import NEEDS_REAL_DATA, FailedCall, FakeOutputs, fake_model, rejected_inputs
+from torchtally.fake import (
+    NEEDS_REAL_DATA,
+    FailedCall,
+    FakeOutputs,
+    FakeUnsupportedError,
+    fake_model,
+    rejected_inputs,
+)
 from torchtally.inputs import has_forward
 from torchtally.memory import StorageTracker
 from torchtally.params import parameter_shapes
+from torchtally.process import (
+    ModeStacks,
+    Session,
+    deferred_signals,
+    preserved_process,
+    suspended_global_hooks,
+)
 from torchtally.records import (
     FunctionCall,
     ModuleCall,
@@ -41,13 +55,17 @@ from torchtally.records import (
     record_value,
     tensor_meta,
 )
-from torchtally.state import preserve_model_state
+from torchtally.state import preserve_model_state, stand_ins
 
 _get_sequence_nr = torch._C._autograd._get_sequence_nr
 # Batch norm kernels that update running_mean and running_var in training without declaring it.
 _UNDECLARED_STATS_WRITERS = frozenset(
     {"aten::native_batch_norm", "aten::cudnn_batch_norm", "aten::miopen_batch_norm"}
 )
+# Ops that may reallocate their first argument's storage: the guard moves a tensor over the
+# model's storage onto a copy first. set_ rebinds without writing (the guard binds back).
+_RESIZERS = frozenset({"aten::resize_", "aten::resize_as_", "aten::_resize_output_"})
+_REBINDERS = frozenset({"aten::set_"})
 _DisableTorchFunction = torch._C.DisableTorchFunction
 
 
@@ -93,7 +111,7 @@ class ModuleTree:
             name: ModuleInfo(
                 name=name,
                 type_name=_type_name(module),
-                extra_repr=_extra_repr(module),
+                extra_repr=read_extra_repr(module),
                 children=self.children[name],
                 aliases=tuple(self.aliases[name]),
                 has_forward=has_forward(module),
@@ -109,9 +127,16 @@ def _type_name(module: nn.Module) -> str:
     return type(module).__name__
 
 
-def _extra_repr(module: nn.Module) -> str:
+def read_extra_repr(module: nn.Module) -> str:
+    """The module's description; read outside the run, and "" when reading it raises."""
     # TorchScript keeps no repr of its own: its extra_repr is "original_name=Conv2d"
-    return "" if isinstance(module, torch.jit.ScriptModule) else module.extra_repr()
+    if isinstance(module, torch.jit.ScriptModule):
+        return ""
+    try:
+        with torch.no_grad():
+            return str(module.extra_repr())
+    except Exception:  # a description that cannot be read is no reason to fail the analysis
+        return ""
 
 
 def module_tree(model: nn.Module) -> tuple[dict[int, str], dict[str, ModuleInfo]]:
@@ -123,10 +148,11 @@ def module_tree(model: nn.Module) -> tuple[dict[int, str], dict[str, ModuleInfo]
 class _Schema:
     """Per-op facts cached once: names, argument names and defaults."""
 
-    __slots__ = ("defaults", "fresh", "names", "op", "overload", "stats", "writes")
+    __slots__ = ("defaults", "fresh", "names", "op", "overload", "resizes", "stats", "writes")
 
     def __init__(self, func: Any) -> None:
         self.stats: tuple[int, ...] = ()
+        self.resizes = False
         self.fresh = True  # may return new storage (not only views and written arguments)
         if isinstance(func, torch._ops.HigherOrderOperator):
             self._init_higher_order(func)
@@ -143,6 +169,9 @@ class _Schema:
             for i, a in enumerate(schema.arguments)
             if a.alias_info is not None and a.alias_info.is_write
         ]
+        self.resizes = self.op in _RESIZERS
+        if self.op in _REBINDERS:
+            self.writes = []
         if self.op in _UNDECLARED_STATS_WRITERS:
             self.stats = tuple(map(self.names.index, ("training", "running_mean", "running_var")))
         self.fresh = any(r.alias_info is None for r in schema.returns)
@@ -339,6 +368,8 @@ class _OpRecorder(TorchDispatchMode):
         if schema is None:
             schema = self._schemas[func] = _Schema(func)
         if schema.writes or schema.stats:
+            if schema.resizes:
+                self.guard.before_resize(args[0])
             for value in schema.written(args, kwargs):
                 self.guard.before_write(value)
         try:
@@ -404,8 +435,7 @@ class _OpRecorder(TorchDispatchMode):
         """Ops run here as in the recorded run (fake outputs reused, writes guarded), unkept."""
         self.keep = False
         try:
-            with self:
-                yield
+            yield
         finally:
             self.keep = True
 
@@ -526,8 +556,9 @@ def run_traced(
     `mode` ``"real"`` runs the model as given; ``"fake"`` and ``"meta"`` run it on fake tensors
     (see `torchtally.fake`). With `backward`, the gradients of the parameters (and of inputs that
     require grad) are computed too, from ``loss_fn(outputs)`` or from every floating-point output.
-    The model is left exactly as it was, also when the forward raises (see `preserve_model_state`);
-    lazy modules stay lazy, and the trace keeps the parameter shapes they materialised.
+    The model, what it holds, the inputs and the process are left exactly as they were, also when
+    the forward raises or is interrupted (see `torchtally.state` and `torchtally.process`); lazy
+    modules stay lazy, and the trace keeps the parameter shapes they materialised.
     `setup` (see `Setup`) prepares the call first, unrecorded.
     The calls of torch-level functions named in `watch`, and with `autograd_functions` those of
     custom ``torch.autograd.Function``s, are recorded as `FunctionCall`s (``trace.functions``).
@@ -543,64 +574,100 @@ def run_traced(
         raise ValueError(f"run_traced runs mode 'real', 'fake' or 'meta', got {mode!r}")
     input_shapes = record_value((args, dict(kwargs)))
     tree = runner.tree(model)
+    lazy = [name for name, m in tree.modules.items() if _is_lazy_module(m)]
     param_names = [name for name, _ in model.named_parameters()]
     shared_params = shared_parameters(model)
     buffer_names = {name for name, _ in model.named_buffers()}
     scope = _ModuleScope(tree.canonical)
     functions = _FunctionScope(watch, scope)
-    with ExitStack() as stack:
-        if mode != "real":  # a real run keeps collecting: cycles may hold real activations
-            stack.enter_context(gc_paused())
-        guard = stack.enter_context(preserve_model_state(model))
-        fake_context: AbstractContextManager[Any] = nullcontext()
-        fake_module = None
-        run_op: RunOp = _call_op
-        if mode != "real":
-            fake_mode, args, kwargs, fake_module = stack.enter_context(
-                fake_model(model, args, dict(kwargs))
-            )
-            fake_context, run_op = fake_mode, FakeOutputs(fake_mode)
-        recorder = _OpRecorder(scope, functions, guard, track_nodes=backward, run_op=run_op)
-        functions.ops = recorder.ops
-        existing = [*model.parameters(), *model.buffers(), *iter_tensors((args, kwargs))]
-        recorder.storages = StorageTracker(recorder.ops, existing)
-        _prepare_lazy_modules(model, recorder, fake_module)  # outside the fake mode
-        stack.enter_context(fake_context)
-        stack.enter_context(torch.set_grad_enabled(backward))
-        stack.enter_context(_eager_flex_attention())
-        if setup is not None:
-            try:
-                with recorder.unkept(), torch.no_grad():
-                    args, kwargs = setup(model, args, dict(kwargs))
-            except Exception as error:
-                message = _failure_message(error, scope, recorder, _infos(tree, recorder), mode)
-                raise _trace_error(message, recorder, error) from error
-        stack.enter_context(scope.installed())
-        stack.enter_context(recorder)
-        stack.enter_context(functions)
-        if autograd_functions:
-            stack.enter_context(_watching_autograd_functions(functions))
-        try:
-            outputs = runner.run(model, args, kwargs, RunContext(scope, functions, recorder))
-        except Exception as error:
-            message = _failure_message(error, scope, recorder, _infos(tree, recorder), mode)
-            raise _trace_error(message, recorder, error) from error
-        if backward:
-            _run_backward(model, outputs, (args, kwargs), loss_fn, recorder)
-        # read before the model is restored: lazy modules are materialised now; parameters the
-        # forward registered (and the guard removes) are not the model's
+    failure: Exception | None = None  # what the setup or the forward raised
+    backward_failure: Exception | None = None  # what the backward pass raised (its own message)
+    read: dict[str, Any] = {}
+
+    def read_model() -> None:
+        """After the run, outside its modes, before the model is restored: lazy modules are
+        materialised now; parameters the forward registered (and the guard removes) are not
+        the model's."""
         shapes = parameter_shapes(model)
         param_shapes = {name: shapes[name] for name in param_names if name in shapes}
         params = dict(model.named_parameters())
-        param_dtypes = {name: params[name].dtype for name in param_shapes}
-        frozen = frozenset(name for name in param_shapes if not params[name].requires_grad)
-        buffers = {
+        read["param_shapes"] = param_shapes
+        read["param_dtypes"] = {name: params[name].dtype for name in param_shapes}
+        read["frozen"] = frozenset(n for n in param_shapes if not params[n].requires_grad)
+        read["buffers"] = {
             name: tensor_meta(b)
             for name, b in model.named_buffers()
             if name in buffer_names and not is_lazy(b)
         }
-        infos = _infos(tree, recorder)
-        storages = recorder.storages.close()
+        if lazy:  # reported as what they became
+            after = tree.infos()
+            read["lazy_infos"] = {name: after[name] for name in lazy if name in after}
+        if recorder.storages is not None:
+            read["storages"] = recorder.storages.close()
+
+    with ExitStack() as stack:
+        session = stack.enter_context(Session(model))
+        signals = stack.enter_context(deferred_signals())
+        stack.enter_context(preserved_process())
+        stack.enter_context(torch.inference_mode(False))  # inference mode hides ops and writes
+        if mode != "real":  # a real run keeps collecting: cycles may hold real activations
+            stack.enter_context(gc_paused())
+        guard = stack.enter_context(
+            preserve_model_state(model, (args, dict(kwargs)), process=False)
+        )
+        guard.suspend_backward_hooks()
+        stack.enter_context(suspended_global_hooks())
+        infos = tree.infos()  # the model's description: read outside the run (restored after)
+        fake_mode: FakeTensorMode | None = None
+        fake_module = None
+        run_op: RunOp = _call_op
+        if mode != "real":
+            try:
+                fake_mode, args, kwargs, fake_module = stack.enter_context(
+                    fake_model(model, args, dict(kwargs))
+                )
+            except FakeUnsupportedError as error:
+                raise TraceError(str(error)) from error
+            run_op = FakeOutputs(fake_mode)
+        else:
+            args, kwargs = stand_ins(model, args, dict(kwargs))
+        recorder = _OpRecorder(scope, functions, guard, track_nodes=backward, run_op=run_op)
+        functions.ops = recorder.ops
+        existing = [*model.parameters(), *model.buffers(), *iter_tensors((args, kwargs))]
+        recorder.storages = StorageTracker(recorder.ops, existing)
+        stack.callback(read_model)
+        _prepare_lazy_modules(model, recorder, fake_module)  # outside the fake mode
+        stack.enter_context(_eager_flex_attention())
+        ours = [m for m in (fake_mode, recorder, functions) if m is not None]
+        stack.enter_context(entered_modes(ours))
+        session.modes = (recorder, functions)
+        stack.callback(signals.start)  # the first step on the way out: hold signals from here
+        try:
+            if setup is not None:
+                with recorder.unkept(), torch.no_grad():
+                    args, kwargs = setup(model, args, dict(kwargs))
+            with ExitStack() as run:
+                run.enter_context(scope.installed())
+                run.enter_context(torch.set_grad_enabled(backward))
+                if autograd_functions:
+                    run.enter_context(_watching_autograd_functions(functions))
+                context = RunContext(scope, functions, recorder)
+                outputs = runner.run(model, args, kwargs, context)
+                if backward:
+                    try:
+                        torch.set_anomaly_enabled(False)  # the forward may have turned it on
+                        _run_backward(model, outputs, (args, kwargs), loss_fn, recorder)
+                    except Exception as error:
+                        backward_failure = error
+                del outputs
+        except Exception as error:
+            failure = error
+    infos.update(read.get("lazy_infos", {}))
+    if backward_failure is not None:
+        raise backward_failure
+    if failure is not None:
+        message = _failure_message(failure, scope, recorder, infos, mode)
+        raise _trace_error(message, recorder, failure) from failure
     trace = Trace(
         ops=tuple(recorder.ops),
         module_calls=tuple(scope.calls),
@@ -608,23 +675,51 @@ def run_traced(
         called_modules=frozenset(scope.called),
         input_shapes=input_shapes,
         mode=mode,
-        param_shapes=param_shapes,
+        param_shapes=read["param_shapes"],
         shared_params=shared_params,
         functions=tuple(sorted(functions.recorded, key=lambda call: call.id)),
-        param_dtypes=param_dtypes,
-        frozen_params=frozen,
-        buffers=buffers,
-        storages=storages,
+        param_dtypes=read["param_dtypes"],
+        frozen_params=read["frozen"],
+        buffers=read["buffers"],
+        storages=read["storages"],
     )
     return runner.finish(trace)
 
 
-def _infos(tree: ModuleTree, recorder: _OpRecorder) -> dict[str, ModuleInfo]:
-    """The modules' infos, read while the run's modes are still on (lazy modules are
-    materialised) but outside them: an ``extra_repr`` may run ops (a quantized module unpacks
-    its weight), which are neither the model's nor for fake tensors."""
-    with recorder.paused(), unset_fake_temporarily(), _DisableTorchFunction():
-        return tree.infos()
+def _is_lazy_module(module: nn.Module) -> bool:
+    return isinstance(module, LazyModuleMixin) and module.has_uninitialized_params()
+
+
+@contextmanager
+def entered_modes(modes: list[Any]) -> Iterator[None]:
+    """Enter `modes` in order; on exit leave each by identity. When the model left a mode of its
+    own on top of ours (or popped one), the stacks are put back exactly as they were before."""
+    before = ModeStacks()
+    entered: list[Any] = []
+    try:
+        for mode in modes:
+            mode.__enter__()
+            entered.append(mode)
+        yield
+    finally:
+        clean = True
+        for mode in reversed(entered):
+            if clean and _on_top(mode):
+                mode.__exit__(None, None, None)
+            else:
+                clean = False
+        if not clean or not before.same():
+            before.restore()
+
+
+def _on_top(mode: Any) -> bool:
+    if isinstance(mode, FakeTensorMode):
+        return torch._C._get_dispatch_mode(mode._mode_key) is mode
+    if isinstance(mode, TorchFunctionMode):
+        depth = torch._C._len_torch_function_stack()
+        return depth > 0 and torch._C._get_function_stack_at(depth - 1) is mode
+    depth = torch._C._len_torch_dispatch_stack()
+    return depth > 0 and torch._C._get_dispatch_stack_at(depth - 1) is mode
 
 
 def shared_parameters(model: nn.Module) -> dict[str, str]:
