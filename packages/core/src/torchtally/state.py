@@ -238,6 +238,36 @@ def _slots(kind: type) -> list[Any]:
 _SLOTS_BY_CLASS: dict[type, list[Any]] = {}
 
 
+_SAVERS: dict[type, Callable[[Any], _Saved]] = {
+    list: _SavedList,
+    dict: _SavedDict,
+    set: _SavedSet,
+    deque: _SavedDeque,
+}
+_TENSOR = object()  # the container kind of tensors
+_CONTAINERS = (tuple, list, dict, set, frozenset, deque)
+_KINDS: dict[type, tuple[Any, bool]] = {}  # type -> (container kind or None, has attributes)
+
+
+def _classify(kind: type) -> tuple[Any, bool]:
+    """What the walk does with objects of `kind`: the container type it is (its contents are
+    walked and, unless immutable, saved), and whether its attributes are saved and walked
+    (not for code, classes, references, the standard library's objects or torch's C types)."""
+    if issubclass(kind, torch.Tensor):
+        found: tuple[Any, bool] = (_TENSOR, False)
+    else:
+        container = next((c for c in _CONTAINERS if issubclass(kind, c)), None)
+        opaque = (
+            kind in _CONTAINERS
+            or issubclass(kind, _OPAQUE)
+            or _stdlib(kind)
+            or kind.__module__.startswith("torch._C")
+        )
+        found = (container, not opaque)
+    _KINDS[kind] = found
+    return found
+
+
 # --- saved tensors ------------------------------------------------------------------------------
 
 
@@ -246,12 +276,12 @@ class _SavedTensor:
     detached alias), autograd flags, ``.grad``, version and (suspended) backward hooks."""
 
     __slots__ = (
-        "alias",
         "binding",
         "grad",
         "hooks",
         "post_hooks",
         "requires_grad",
+        "storage",
         "tensor",
         "version",
     )
@@ -260,12 +290,11 @@ class _SavedTensor:
         self.tensor = tensor
         self.requires_grad = tensor.requires_grad
         self.grad: Any = tensor.grad if tensor.is_leaf and not is_lazy(tensor) else _MISSING
-        self.alias: torch.Tensor | None = None
         self.binding: Any = None
+        self.storage: torch.UntypedStorage | None = None  # kept: the binding may be undone
         if _is_plain(tensor) and not is_lazy(tensor):
-            with plain_torch():
-                self.alias = tensor.detach()
             self.binding = _binding(tensor)
+            self.storage = tensor.untyped_storage()
         self.version: int | None
         try:
             self.version = tensor._version
@@ -281,9 +310,14 @@ class _SavedTensor:
                 saved[0].clear()
 
     def restore_binding(self) -> None:
-        if self.alias is not None and _binding(self.tensor) != self.binding:
-            with plain_torch():
-                self.tensor.data = self.alias  # back onto its own storage, shape and dtype
+        saved, storage = self.binding, self.storage
+        if saved is None or storage is None or _binding(self.tensor) == saved:
+            return
+        _, offset, shape, stride, dtype = saved
+        with plain_torch():  # back onto its own storage, shape, strides and dtype
+            original = torch.empty(0, dtype=dtype, device=storage.device)
+            original.set_(storage, offset, shape, stride)
+            self.tensor.data = original
 
     def restore_flags(self) -> None:
         tensor = self.tensor
@@ -313,13 +347,13 @@ class _SavedTensor:
 
 
 def _binding(tensor: torch.Tensor) -> tuple[Any, ...]:
+    """Where a dense tensor's data is and how it is read: storage, offset, shape, strides, dtype."""
     return (
         tensor.untyped_storage()._cdata,
         tensor.storage_offset(),
         tensor.shape,
         tensor.stride(),
         tensor.dtype,
-        tensor.device,
     )
 
 
@@ -366,7 +400,9 @@ class ModelGuard:
         """Snapshot every object reachable from `roots`; return the tensors met."""
         seen: set[int] = set()
         tensors: list[torch.Tensor] = []
+        objects = self.objects
         stack = list(reversed(roots))
+        kinds = _KINDS
         while stack:
             value = stack.pop()
             kind = type(value)
@@ -380,46 +416,29 @@ class ModelGuard:
                     MAX_OBJECTS,
                 )
                 break
-            if isinstance(value, torch.Tensor):
+            container, attributes = kinds.get(kind) or _classify(kind)
+            if container is _TENSOR:
                 tensors.append(value)
                 namespace = getattr(value, "__dict__", None)
                 if namespace:
-                    self.objects.append(_SavedDict(namespace))
+                    objects.append(_SavedDict(namespace))
                     stack.extend(namespace.values())
-                if value.grad is not None if value.is_leaf else False:
+                if value.is_leaf and value.grad is not None:
                     stack.append(value.grad)
                 continue
-            if isinstance(value, tuple):
+            if container is tuple:
                 stack.extend(value)
-                if kind is tuple:
-                    continue
-            elif isinstance(value, list):
-                self.objects.append(_SavedList(value))
-                stack.extend(value)
-                if kind is list:
-                    continue
-            elif isinstance(value, dict):
-                self.objects.append(_SavedDict(value))
-                stack.extend(value.values())
-                if kind is dict:
-                    continue
-            elif isinstance(value, (set, frozenset)):
-                if isinstance(value, set):
-                    self.objects.append(_SavedSet(value))
-                continue
-            elif isinstance(value, deque):
-                self.objects.append(_SavedDeque(value))
-                stack.extend(value)
-                continue
-            if (
-                isinstance(value, _OPAQUE)
-                or _stdlib(kind)
-                or kind.__module__.startswith("torch._C")
-            ):
-                continue
-            if isinstance(value, nn.Module):
-                self.modules.append(value)
-            self._save_attributes(value, stack)
+            elif container is not None:
+                if container is not frozenset:
+                    objects.append(_SAVERS[container](value))
+                if container is dict:
+                    stack.extend(dict.values(value))
+                elif container in (list, deque):
+                    stack.extend(value)
+            if attributes:
+                if isinstance(value, nn.Module):
+                    self.modules.append(value)
+                self._save_attributes(value, stack)
         return tensors
 
     def _save_attributes(self, value: Any, stack: list[Any]) -> None:
