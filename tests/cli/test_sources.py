@@ -194,8 +194,8 @@ def test_torchvision_optical_flow_takes_two_frames() -> None:
 def test_torchvision_segmentation_builds_without_its_backbone_weights() -> None:
     loaded = load_model("torchvision:deeplabv3_mobilenet_v3_large")  # would fetch its backbone
     assert loaded.task == "image"
-    with pytest.raises(SourceError, match="tried to download"):  # what the fixture stops
-        load_model(
+    with pytest.raises(InputSpecError, match="weights_backbone=None itself .*drop it from --set"):
+        load_model(  # refused before anything is built or downloaded
             "torchvision:deeplabv3_mobilenet_v3_large", settings={"weights_backbone": "DEFAULT"}
         )
 

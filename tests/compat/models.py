@@ -65,16 +65,23 @@ class ResearchNet(nn.Module):
         return self.head(self.pool(x).flatten(1))
 
 
+_CALLS: dict[int, int] = {}  # outside the model: an analysis puts back what the model holds
+
+
 class Counting(nn.Module):
-    """Linear, then sigmoid and a scaling: 24 flops of linear on a (2, 4) input."""
+    """Linear, then sigmoid and a scaling: 24 flops of linear on a (2, 4) input. Counts its
+    forward calls in a table outside the model."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 3)
-        self.calls = 0
+
+    @property
+    def calls(self) -> int:
+        return _CALLS.get(id(self), 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
+        _CALLS[id(self)] = self.calls + 1
         return torch.sigmoid(self.fc(x)) * 2
 
 

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from torchtally import Analysis, Diff, Sweep
     from torchtally_cli.sources import LoadedModel
 
+EXIT_FAILURE = 1  # anything else went wrong: torchtally or a plugin failed (a bug to report)
 EXIT_USAGE = 2  # bad arguments: malformed source, bad shape, unknown format or option
 EXIT_MODEL = 3  # the model could not be built: unknown name or class, bad config, builder raised
 EXIT_ANALYSIS = 4  # the model raised while it was analysed
@@ -89,9 +91,12 @@ model sources:
   'torchtally plugins' lists the sources installed plugins add
 
 exit codes:
-  0 success, 2 bad arguments, 3 the model could not be built, 4 the model raised while
-  analysed, 5 a package the source needs is not installed
+  0 success, 2 bad arguments, 3 the model could not be built (its code raised or exited),
+  4 the model raised or exited while analysed, 5 a package the source needs is not installed,
+  1 anything else (a bug in torchtally or a plugin; TORCHTALLY_TRACEBACK=1 shows where),
+  130 interrupted; every failure is one line on stderr
 """
+TRACEBACK_ENV = "TORCHTALLY_TRACEBACK"
 
 
 class CliError(Exception):
@@ -100,11 +105,20 @@ class CliError(Exception):
         self.code = code
 
 
+class _Done(SystemExit):
+    """--help or --version has printed what was asked: exit with this code."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so `main` returns the exit code."""
 
     def error(self, message: str) -> Any:
         raise CliError(f"{message} (see torchtally --help)", EXIT_USAGE)
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        if message:
+            self._print_message(message, sys.stderr)
+        raise _Done(status)
 
 
 def version() -> str:
@@ -554,6 +568,9 @@ def _load(args: argparse.Namespace, source: str, device: torch.device | None) ->
         raise CliError(str(error), EXIT_USAGE) from error
     except SourceError as error:
         raise CliError(str(error), EXIT_MODEL) from error
+    except (Exception, SystemExit) as error:  # a source plugin's or the model's own code
+        what = f"sys.exit({error.code!r})" if isinstance(error, SystemExit) else _one_line(error)
+        raise CliError(f"building {source} failed: {what}", EXIT_MODEL) from error
     if isinstance(loaded.model, nn.Module):
         loaded.model.train(args.train)
     elif args.train:
@@ -575,7 +592,9 @@ def _inputs(
 
     from torchtally_cli.sources import InputSpecError, example_inputs
 
-    if args.mode == "meta":  # the model is on the meta device; its inputs are ordinary tensors
+    if args.mode in ("fake", "meta") and loaded.make_inputs is None:
+        device = torch.device("meta")  # shape-only runs: the inputs take no memory either
+    elif args.mode == "meta":  # the model is on the meta device; its inputs are ordinary tensors
         device = device or torch.device("cpu")
     try:
         return example_inputs(
@@ -588,6 +607,27 @@ def _inputs(
         )
     except InputSpecError as error:
         raise CliError(str(error), EXIT_USAGE) from error
+    except (MemoryError, RuntimeError) as error:  # the allocator refused
+        if not isinstance(error, MemoryError) and "alloc" not in str(error):
+            raise
+        shape = " ".join(map(str, point["shape"] or ())) or "(the default)"
+        raise CliError(
+            f"the input for --shape {shape} is too large to build in memory: use --mode fake "
+            "or --mode meta, which build inputs without memory, or a smaller --shape",
+            EXIT_USAGE,
+        ) from error
+    except (Exception, SystemExit) as error:  # a source's input maker
+        what = f"sys.exit({error.code!r})" if isinstance(error, SystemExit) else _one_line(error)
+        raise CliError(f"making inputs for {loaded.source} failed: {what}", EXIT_USAGE) from error
+
+
+def _flat(message: str) -> str:
+    """A message on one line (a library error may add its advice on a line of its own)."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
 
 
 def _analyze(
@@ -609,6 +649,11 @@ def _analyze(
     hint = f"{made}: {describe_inputs(inputs)}; set them with --shape or --seq-len)" if made else ""
     try:
         return analyze(loaded.model, inputs, **options)
+    except SystemExit as error:
+        raise CliError(
+            f"analysing {loaded.source} failed: the model called sys.exit({error.code!r})",
+            EXIT_ANALYSIS,
+        ) from error
     except Exception as error:
         raise CliError(
             cli_words(f"analysing {loaded.source} failed: {type(error).__name__}: {error}{hint}"),
@@ -701,10 +746,13 @@ def _points(args: argparse.Namespace) -> tuple[tuple[str, ...], list[dict[str, A
 def _write(args: argparse.Namespace, text: str, what: str) -> str:
     if args.output is None:
         return text
+    from torchtally.formats import write_atomic
+
     try:
-        args.output.write_text(text + "\n", encoding="utf-8")
+        write_atomic(args.output, text + "\n")  # a failed write leaves the old file as it was
     except OSError as error:
-        raise CliError(f"cannot write {args.output}: {error}", EXIT_USAGE) from error
+        why = error.strerror or str(error)
+        raise CliError(f"cannot write {args.output}: {why}", EXIT_USAGE) from error
     return f"wrote {what} to {args.output}"
 
 
@@ -860,7 +908,7 @@ def _generation(args: argparse.Namespace, output_format: str) -> str:
         )
     except (TypeError, ValueError) as error:
         raise CliError(f"--generate: {error}", EXIT_USAGE) from error
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         raise CliError(
             f"counting generation with {args.model} failed: {type(error).__name__}: {error}",
             EXIT_ANALYSIS,
@@ -905,15 +953,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(run(argv))
     except CliError as error:
-        print(f"torchtally: error: {error}", file=sys.stderr)
+        print(f"torchtally: error: {_flat(str(error))}", file=sys.stderr)
         return error.code
     except KeyboardInterrupt:
         print("torchtally: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except SystemExit as done:  # --help and --version
+    except _Done as done:  # --help and --version
         return done.code if isinstance(done.code, int) else 0
+    except SystemExit as done:  # code of the model's or a plugin's that exits, caught nowhere else
+        print(f"torchtally: error: sys.exit({done.code!r}) was called", file=sys.stderr)
+        return EXIT_FAILURE
     except BrokenPipeError:  # `torchtally ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except Exception as error:  # a bug: one line, the traceback on request
+        if os.environ.get(TRACEBACK_ENV):
+            traceback.print_exc()
+        first = (str(error).splitlines() or [""])[0]
+        print(
+            f"torchtally: error: {type(error).__name__}: {first} (unexpected: please report it; "
+            f"{TRACEBACK_ENV}=1 shows where)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     return 0
 
 

@@ -358,10 +358,25 @@ def model_sources() -> list[ModelSource]:
     return found
 
 
-def _build(source: str, builder: Callable[..., Any], **kwargs: Any) -> Any:
-    """Call a model builder; what it raises becomes a `SourceError` naming the source."""
+def _settings(source: str, fixed: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The builder's keyword arguments: what torchtally sets (random weights, nothing downloaded)
+    and the --set values, which may not change those."""
+    taken = sorted(set(fixed) & set(settings))
+    if taken:
+        given = ", ".join(f"{key}={fixed[key]!r}" for key in taken)
+        raise InputSpecError(
+            f"--set {' '.join(taken)}: torchtally builds {source} with {given} itself (random "
+            "weights, nothing downloaded); drop it from --set"
+        )
+    return {**fixed, **settings}
+
+
+def _build(source: str, builder: Callable[..., Any], /, **kwargs: Any) -> Any:
+    """Call a model builder; what it raises (or a sys.exit in it) becomes a `SourceError`."""
     try:
         return builder(**kwargs)
+    except SystemExit as error:
+        raise SourceError(f"building {source} failed: it called sys.exit({error.code!r})") from None
     except TypeError as error:
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         raise SourceError(f"building {source} with ({given}) failed: {error}") from error
@@ -388,7 +403,7 @@ def _torchvision(source: str, name: str, settings: dict[str, Any]) -> LoadedMode
     kwargs: dict[str, Any] = {"weights": None}
     if "weights_backbone" in inspect.signature(builder).parameters:
         kwargs["weights_backbone"] = None  # detection and segmentation default to downloading it
-    model = _build(source, builder, **{**kwargs, **settings})
+    model = _build(source, builder, **_settings(source, kwargs, settings))
     task, shape = "image", DEFAULT_IMAGE_SHAPE
     if name in models.list_models(module=torchvision.models.detection):
         task = "detection"
@@ -413,7 +428,8 @@ def _timm(source: str, name: str, settings: dict[str, Any]) -> LoadedModel:
         raise MissingPackageError("timm", source) from error
     if not timm.is_model(name.split(".")[0]):
         raise _unknown("timm", name, timm.list_models(), "timm.list_models()")
-    model = _build(source, timm.create_model, model_name=name, pretrained=False, **settings)
+    fixed = {"model_name": name, "pretrained": False}
+    model = _build(source, timm.create_model, **_settings(source, fixed, settings))
     input_size = getattr(model, "pretrained_cfg", {}).get("input_size", DEFAULT_IMAGE_SHAPE)
     return LoadedModel(model, source, "timm", "image", tuple(input_size))
 
@@ -564,13 +580,18 @@ def _factory(source: str, where: str, name: str, settings: dict[str, Any]) -> Lo
 def _import_source_module(source: str, where: str) -> Any:
     if where.endswith(".py"):
         path = Path(where)
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        if not path.is_file() or spec is None or spec.loader is None:
+        try:
+            found = path.is_file()
+        except OSError as error:  # a name too long for the file system, say
+            shown = source if len(source) <= 80 else f"{source[:60]}...{source[-12:]}"
+            raise InputSpecError(f"cannot load {shown}: {error.strerror or error}") from None
+        spec = importlib.util.spec_from_file_location(path.stem, path) if found else None
+        if spec is None or spec.loader is None:
             raise SourceError(f"cannot load {source}: no such file {where}")
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             raise _import_failed(where, error) from error
         return module
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
@@ -590,11 +611,16 @@ def _import_source_module(source: str, where: str) -> Any:
             f"cannot load {source}: no module named {error.name!r} (is its package installed, "
             "and the module importable from this folder?)"
         ) from error
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         raise _import_failed(where, error) from error
 
 
-def _import_failed(where: str, error: Exception) -> SourceError:
+def _import_failed(where: str, error: BaseException) -> SourceError:
+    if isinstance(error, SystemExit):
+        return SourceError(
+            f"importing {where} failed: it called sys.exit({error.code!r}) (a model file should "
+            "keep its script part under `if __name__ == '__main__':`)"
+        )
     return SourceError(f"importing {where} failed: {type(error).__name__}: {error}")
 
 

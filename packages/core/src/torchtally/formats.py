@@ -110,7 +110,15 @@ def save(
     temporary file beside it, renamed over `path` once complete. The format defaults from the
     suffix (``.json`` json, ``.md`` markdown, anything else table)."""
     target = Path(path)
-    text = render(analysis, format or format_for_path(target), **options) + "\n"
+    return write_atomic(
+        target, render(analysis, format or format_for_path(target), **options) + "\n"
+    )
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write `text` to `path`, all or nothing: to a temporary file beside it, renamed over
+    `path` once complete (a failed write leaves what was there)."""
+    target = Path(path)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:

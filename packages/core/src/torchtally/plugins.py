@@ -10,8 +10,12 @@ with `get_plugin_manager().register(...)`.
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +26,7 @@ from torchtally import hookspecs
 from torchtally.devices import Hardware, builtin_hardware
 from torchtally.handlers import HandlerRegistry, HandlerSet
 from torchtally.hookspecs import PROJECT
+from torchtally.process import ProcessState
 from torchtally.reporting import Reporter
 from torchtally.version import __version__
 
@@ -105,16 +110,51 @@ def _load_entry_points(manager: pluggy.PluginManager) -> None:
         if manager.get_plugin(entry_point.name) is not None:
             continue
         try:
-            plugin = entry_point.load()
+            with isolated() as output:
+                plugin = entry_point.load()
             manager.register(plugin, name=entry_point.name)
-        except Exception as error:
-            failure = PluginFailure(
-                entry_point.name, dist_name, version, f"{type(error).__name__}: {error}", error
+        except (Exception, SystemExit) as error:
+            problem = (
+                _problem(error, output.getvalue())
+                if isinstance(error, SystemExit)
+                else f"{type(error).__name__}: {error}"
             )
+            failure = PluginFailure(entry_point.name, dist_name, version, problem, error)
             _failures.append(failure)
             warnings.warn(str(failure), PluginWarning, stacklevel=3)
             continue
         _dists[entry_point.name] = (dist_name, version)
+
+
+@contextmanager
+def isolated() -> Iterator[io.StringIO]:
+    """Plugin code runs here apart from the user's process: with no command-line arguments (a
+    plugin that parses ``sys.argv`` at import sees none), its output captured (passed on if it
+    loads, quoted in the failure if it does not), and torch's switches, modes, global hooks and
+    the torch, Python and NumPy generators put back after (a plugin drawing random numbers at
+    import does not change the user's)."""
+    state = ProcessState()
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    output = io.StringIO()
+    failed = True
+    try:
+        with redirect_stdout(output), redirect_stderr(output):
+            yield output
+        failed = False
+    finally:
+        sys.argv = argv
+        state.restore()
+        if not failed and output.getvalue():
+            sys.stderr.write(output.getvalue())
+
+
+def _problem(error: BaseException, output: str) -> str:
+    """What a plugin did wrong, in one line: its exception, or its exit and last words."""
+    if isinstance(error, SystemExit):
+        said = [line for line in output.splitlines() if line.strip()]
+        last = f": {said[-1].strip()}" if said else ""
+        return f"it called sys.exit({error.code!r}){last}"
+    return f"raised {type(error).__name__}: {error}"
 
 
 def plugin_failures() -> list[PluginFailure]:
@@ -189,9 +229,10 @@ def _collect(manager: pluggy.PluginManager, hook_name: str) -> list[tuple[str, A
     results = []
     for impl in getattr(manager.hook, hook_name).get_hookimpls():
         try:
-            result = impl.function()
-        except Exception as error:
-            problem = f"{hook_name}() raised {type(error).__name__}: {error}"
+            with isolated() as output:
+                result = impl.function()
+        except (Exception, SystemExit) as error:
+            problem = f"{hook_name}() {_problem(error, output.getvalue())}"
             _report(_failure(impl.plugin_name, problem, error))
             continue
         if result is not None:
