@@ -194,7 +194,7 @@ def test_torchvision_optical_flow_takes_two_frames() -> None:
 def test_torchvision_segmentation_builds_without_its_backbone_weights() -> None:
     loaded = load_model("torchvision:deeplabv3_mobilenet_v3_large")  # would fetch its backbone
     assert loaded.task == "image"
-    with pytest.raises(InputSpecError, match="weights_backbone=None itself .*drop it from --set"):
+    with pytest.raises(InputSpecError, match=r"weights_backbone=None itself .*drop it from --set"):
         load_model(  # refused before anything is built or downloaded
             "torchvision:deeplabv3_mobilenet_v3_large", settings={"weights_backbone": "DEFAULT"}
         )
