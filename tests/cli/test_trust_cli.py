@@ -123,7 +123,7 @@ def test_a_huge_shape_costs_nothing_in_shape_only_modes(run: Run, mode: str) -> 
 def test_an_unexpected_error_is_one_line_and_the_traceback_on_request(
     run: Run, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def broken(*args: Any) -> Any:
+    def broken(*args: Any, **kwargs: Any) -> Any:
         raise KeyError("a bug")
 
     monkeypatch.setattr(cli, "_render_options", broken)
