@@ -769,3 +769,15 @@ def test_generate_table_lists_operators(run: Run, llama_json: str) -> None:
     assert code == 0, err
     assert "| operator " in out and "| linear " in out and "scaled_dot_product_attention" in out
     assert "#bytes" not in out  # on request only, as in the table format
+
+
+def test_backward_measure_times_a_language_models_training_step(
+    run: Run, llama_json: str, models: str
+) -> None:
+    argv = ("transformers:LlamaForCausalLM", "--config", llama_json, "--seq-len", "8")
+    code, out, err = run(*argv, "--backward", "--measure", "--hardware", "h100-sxm", "-q")
+    assert code == 0, err
+    assert "Measured step: " in out and "TFLOP/s achieved" in out
+    assert "MFU on h100-sxm: " in out and "by 6N + attention" in out
+    code, _, err = run(f"{models}:linear", "--shape", "10,", "--backward", "--measure")
+    assert code == EXIT_USAGE and "times a language model's training step" in err

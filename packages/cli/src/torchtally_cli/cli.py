@@ -642,8 +642,8 @@ def _analyze(
         options["mode"] = args.mode
     if args.backward:
         options["backward"] = True
-    if getattr(args, "measure", False):
-        options["measure"] = True
+    if getattr(args, "measure", False) and not args.backward:
+        options["measure"] = True  # with --backward, a language model's step is timed whole
     given = point["shape"] or point["seq_len"]
     made = "" if loaded.inputs is not None and not given else " (inputs"
     hint = f"{made}: {describe_inputs(inputs)}; set them with --shape or --seq-len)" if made else ""
@@ -698,10 +698,9 @@ def _check_extras(args: argparse.Namespace, output_format: str, varying: bool) -
             f"(not {'a sweep' if varying else output_format})",
             EXIT_USAGE,
         )
-    if args.measure and (args.mode in ("fake", "meta") or args.backward or varying):
+    if args.measure and (args.mode in ("fake", "meta") or varying):
         raise CliError(
-            "--measure times one forward pass running for real: not with --mode fake or meta, "
-            "--backward or a sweep",
+            "--measure times the model running for real: not with --mode fake or meta, or a sweep",
             EXIT_USAGE,
         )
 
@@ -807,12 +806,17 @@ def run(argv: Sequence[str] | None = None) -> str:
             units["input_shape"] = loaded.describe_inputs(inputs)
         text = f"{render(analysis, 'summary', **units)}\n{text}"
         if args.backward:
-            text += _against_6n(loaded, inputs, analysis, render_options.get("units", "human"))
+            text += _against_6n(
+                args, loaded, inputs, analysis, render_options.get("units", "human")
+            )
     return _write(args, text, f"{output_format} report")
 
 
-def _against_6n(loaded: LoadedModel, inputs: Any, analysis: Analysis, units: str) -> str:
-    """A language model's training step: flops per token against the 6N rule, and why."""
+def _against_6n(
+    args: argparse.Namespace, loaded: LoadedModel, inputs: Any, analysis: Analysis, units: str
+) -> str:
+    """A language model's training step: flops per token against the 6N rule, and why; with
+    --measure, the step timed for real and its FLOP/s (with --hardware, its MFU)."""
     import torch
     from torch import nn
 
@@ -827,9 +831,32 @@ def _against_6n(loaded: LoadedModel, inputs: Any, analysis: Analysis, units: str
         or not isinstance(ids, torch.Tensor)
         or ids.dim() != 2
     ):
+        if args.measure:
+            raise CliError(
+                "--measure with --backward times a language model's training step "
+                "(transformers:CLASS with --seq-len); drop --backward to time a forward pass",
+                EXIT_USAGE,
+            )
         return ""
     step = training_comparison(analysis, loaded.model, ids.numel(), ids.shape[1])
-    return "\n" + step.explain(units=units)
+    text = "\n" + step.explain(units=units)
+    if args.measure:
+        from torchtally.llm import sum_of_outputs, time_training_step
+
+        seconds = time_training_step(loaded.model, inputs, sum_of_outputs)
+        achieved = 2 * analysis.total() / seconds
+        text += (
+            f"\nMeasured step: {seconds * 1e3:.4g} ms on {ids.device} (median of 5 after 2 "
+            f"warm-up), {achieved / 1e12:.4g} TFLOP/s achieved (2 per multiply-add)"
+        )
+        if args.hardware is not None:
+            mfu = step.mfu(args.hardware, seconds)
+            with_attention = mfu.get("rule_6n_with_attention", mfu["rule_6n"])
+            text += (
+                f"\nMFU on {args.hardware}: {mfu['counted']:.2%} of counted flops, "
+                f"{with_attention:.2%} by 6N + attention (PaLM's)"
+            )
+    return text
 
 
 def _check_common(args: argparse.Namespace) -> None:

@@ -1469,6 +1469,17 @@ def training_step(
     return step
 
 
+def sum_of_outputs(outputs: Any) -> torch.Tensor:
+    """The sum of every floating-point output that has a gradient: what ``backward=True``
+    differentiates without a ``loss_fn``."""
+    from torchtally.records import iter_tensors
+
+    parts = [t.float().sum() for t in iter_tensors(outputs) if t.is_floating_point() and t.grad_fn]
+    if not parts:
+        raise ValueError("the model's outputs have no floating-point tensor with a gradient")
+    return torch.stack(parts).sum()
+
+
 def _loss(outputs: Any) -> torch.Tensor:
     loss: torch.Tensor = outputs.loss
     return loss
