@@ -700,7 +700,8 @@ def _check_extras(args: argparse.Namespace, output_format: str, varying: bool) -
         )
     if args.measure and (args.mode in ("fake", "meta") or varying):
         raise CliError(
-            "--measure times the model running for real: not with --mode fake or meta, or a sweep",
+            "--measure times one forward pass running for real (with --backward, a language "
+            "model's training step): not with --mode fake or meta, or a sweep",
             EXIT_USAGE,
         )
 
