@@ -730,3 +730,14 @@ def test_training_step_measured_for_real() -> None:
     )
     assert all(p.grad is None for p in net.parameters())
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+@pytest.mark.slow
+def test_elementwise_counts_derive_as_tracing_every_step() -> None:
+    # softmax, rotary, norms and SiLU counted too: still linear in the cache length
+    kwargs = {"batch": B, "elementwise": True, "warn_unsupported": False}
+    result = torchtally.generation(model("llama-gqa"), P, N, **kwargs)
+    traced = torchtally.generation(model("llama-gqa"), P, N, trace_every_step=True, **kwargs)
+    assert result.traced_steps == (1, 6, 11)
+    assert result.decode.values == traced.decode.values
+    assert result.decode.unsupported_ops() == {}
