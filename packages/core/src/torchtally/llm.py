@@ -44,7 +44,7 @@ logger = logging.getLogger("torchtally")
 CACHES = ("dynamic", "static")
 FILLS = ("direct", "model")
 # Configuration values that change a decode step's shapes when the cache reaches them.
-_WINDOW_KEYS = ("sliding_window", "attention_chunk_size", "chunk_size_feed_forward")
+_WINDOW_KEYS = ("sliding_window", "attention_chunk_size")
 _MAX_BREAKPOINTS = 256
 _PERIODIC_KEYS = ("attention_chunk_size",)
 
