@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import logging
 import statistics
 import time
 from collections import Counter
@@ -38,8 +37,6 @@ from torchtally.handlers import METRICS, ON_REQUEST_METRICS, CountOptions
 from torchtally.records import TensorMeta, Trace, record_value
 from torchtally.tracer import gc_paused
 from torchtally.units import format_count
-
-logger = logging.getLogger("torchtally")
 
 CACHES = ("dynamic", "static")
 FILLS = ("direct", "model")
