@@ -24,7 +24,7 @@ X = torch.randn(N, 4, generator=torch.Generator().manual_seed(0))
 
 def tally(model: nn.Module, inputs: Any = X, **kwargs: Any) -> torchtally.Analysis:
     """Analyse and check that the model was left exactly as it was."""
-    before = Snapshot.take(model)
+    before = Snapshot.take(model, inputs)
     kwargs.setdefault("warn_unsupported", False)
     analysis = torchtally.analyze(model, inputs, **kwargs)
     before.assert_unchanged()

@@ -74,7 +74,7 @@ def make(fail: str | None, training: bool) -> tuple[Hostile, Snapshot]:
     model.conv.weight.requires_grad_(False)  # a frozen parameter
     model.head.weight.grad = torch.full_like(model.head.weight, 0.5)  # a gradient from before
     model.bn.running_mean.add_(0.25)
-    return model, Snapshot.take(model)
+    return model, Snapshot.take(model, X)  # X: what every test analyses it on
 
 
 X = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))

@@ -57,7 +57,7 @@ def test_every_mode_counts_the_same_and_only_element_wise_ops_go_uncounted(
 ) -> None:
     caplog.set_level(logging.ERROR, logger="torch._subclasses.fake_tensor")
     model, inputs = case.model(), case.arguments()
-    before = Snapshot.take(model)
+    before = Snapshot.take(model, inputs)
     counted: dict[str, tuple[int, int, int]] = {}
     refused: dict[str, str] = {}
     for mode in ("real", "fake", "auto", "meta"):
