@@ -8,6 +8,7 @@ was running. Either way an op counts once per module, so a shared module is neve
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import numbers
 import warnings
@@ -135,6 +136,7 @@ class _Attribution:
         return owners
 
 
+@functools.lru_cache(maxsize=65536)
 def module_ancestors(name: str) -> tuple[str, ...]:
     """A module's name and every parent's name by prefix, root ("") first."""
     if not name:

@@ -24,16 +24,17 @@ class StorageTracker:
     """Notes the storages ops create and when they are freed, while a model runs.
 
     `ops` is the list the recorder appends each op to: its length says where the run is.
-    Storages of `existing` tensors (parameters, buffers, inputs) are not the run's own and are
-    never counted.
+    Storages of `existing` tensors (the inputs) are not the run's own and are never counted;
+    parameters and buffers are never an op's new result (an op that returns one declares it as
+    an alias in its schema), so they need no check.
     """
 
     def __init__(self, ops: Sized, existing: Iterable[Any] = ()) -> None:
         self._ops = ops
         self._known = {_key(t) for t in existing if _countable(t)}
-        self._live: dict[int, weakref.ref[Any]] = {}  # storage key -> weak reference
-        self._refs: dict[int, tuple[int, list[Any]]] = {}  # id(reference) -> (key, life)
-        self._lives: list[list[Any]] = []  # [nbytes, created, freed]
+        self._live: dict[int, list[Any]] = {}  # storage key -> its life, while alive
+        self._refs: dict[int, tuple[weakref.ref[Any], list[Any]]] = {}  # id(reference) -> both
+        self._lives: list[list[Any]] = []  # [nbytes, created, freed, key]
         self._closed = False
 
     def track(self, value: Any) -> None:
@@ -46,22 +47,23 @@ class StorageTracker:
             self._one(value)
 
     def _one(self, tensor: torch.Tensor) -> None:
-        if tensor.layout != torch.strided:
+        try:
+            storage = tensor.untyped_storage()
+        except (RuntimeError, NotImplementedError):  # a sparse or nested tensor: not tracked
             return
-        storage = tensor.untyped_storage()
         key = storage._cdata
         if key in self._live or key in self._known:
             return
-        life = [storage.nbytes(), len(self._ops), None]
+        life = [storage.nbytes(), len(self._ops), None, key]
         self._lives.append(life)
+        self._live[key] = life
         ref = weakref.ref(storage, self._freed)
-        self._live[key] = ref
-        self._refs[id(ref)] = (key, life)
+        self._refs[id(ref)] = (ref, life)
 
     def _freed(self, ref: weakref.ref[Any]) -> None:
         if not self._closed:
-            key, life = self._refs.pop(id(ref))
-            self._live.pop(key, None)
+            _, life = self._refs.pop(id(ref))
+            del self._live[life[3]]
             life[2] = len(self._ops)
 
     def close(self) -> tuple[StorageLife, ...]:
@@ -69,7 +71,9 @@ class StorageTracker:
         self._closed = True
         self._live.clear()
         self._refs.clear()
-        return tuple(StorageLife(*life) for life in self._lives)
+        return tuple(
+            StorageLife(nbytes, created, freed) for nbytes, created, freed, _ in self._lives
+        )
 
 
 def _countable(value: Any) -> bool:

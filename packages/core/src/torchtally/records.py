@@ -42,8 +42,9 @@ class TensorMeta(NamedTuple):
         """Bytes of the distinct elements it addresses: an expanded (stride 0) dimension counts
         once, so ``x.expand(8, 1024)`` of a 1024-element ``x`` is 1024 elements, not 8192; a
         sparse tensor's stored values (its indices not included)."""
-        if self.stride is None:
-            return self.stored * self.dtype.itemsize
+        if self.stride is None:  # the common case, inlined: this runs for every tensor
+            stored = math.prod(self.shape) if self.nnz is None else self.nnz
+            return stored * self.dtype.itemsize
         size = 1
         for n, step in zip(self.shape, self.stride, strict=False):
             if step or n == 0:

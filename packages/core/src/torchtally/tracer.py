@@ -633,7 +633,7 @@ def run_traced(
             args, kwargs = stand_ins(model, args, dict(kwargs))
         recorder = _OpRecorder(scope, functions, guard, track_nodes=backward, run_op=run_op)
         functions.ops = recorder.ops
-        existing = [*model.parameters(), *model.buffers(), *iter_tensors((args, kwargs))]
+        existing = list(iter_tensors((args, kwargs)))  # parameters are never an op's result
         recorder.storages = StorageTracker(recorder.ops, existing)
         stack.callback(read_model)
         _prepare_lazy_modules(model, recorder, fake_module)  # outside the fake mode

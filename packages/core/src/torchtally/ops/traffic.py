@@ -12,7 +12,6 @@ caches make real traffic lower: see docs/conventions.md ("Bytes moved").
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,19 +107,36 @@ ACCUMULATING_SCATTER_OPS = frozenset(
 )
 
 
+GENERAL, NOTHING, GATHER, SCATTER = range(4)  # which rule an op follows
+
+
 @dataclass(frozen=True)
 class _Schema:
-    """What the ``bytes`` rule needs to know about an op overload's schema."""
+    """What the ``bytes`` rule needs to know about an op overload."""
 
-    moves_nothing: bool = False
+    kind: int = GENERAL
     not_read: frozenset[str] = frozenset()  # arguments only written (out=, overwritten self)
     written: tuple[str, ...] = ()  # arguments written but not returned
 
 
-@functools.cache
+_SCHEMAS: dict[tuple[str, str], _Schema] = {}
+
+
 def _schema(op: str, overload: str) -> _Schema:
+    """The rule for one op overload, worked out once."""
+    info = _SCHEMAS.get((op, overload))
+    if info is None:
+        info = _SCHEMAS[(op, overload)] = _read_schema(op, overload)
+    return info
+
+
+def _read_schema(op: str, overload: str) -> _Schema:
     if op in METADATA_OPS:
-        return _Schema(moves_nothing=True)
+        return _Schema(NOTHING)
+    if op in GATHER_SOURCES:
+        return _Schema(GATHER)
+    if op in SCATTER_OPS or op in ACCUMULATING_SCATTER_OPS:
+        return _Schema(SCATTER)
     namespace, _, name = op.partition("::")
     try:
         func = getattr(getattr(getattr(torch.ops, namespace), name), overload)
@@ -128,10 +144,10 @@ def _schema(op: str, overload: str) -> _Schema:
     except (AttributeError, RuntimeError):
         return _Schema()  # a higher-order op, or a library not loaded: the general rule
     if torch.Tag.inplace_view in func.tags:
-        return _Schema(moves_nothing=True)  # t_, squeeze_, as_strided_: metadata in place
+        return _Schema(NOTHING)  # t_, squeeze_, as_strided_: metadata in place
     returns = schema.returns
     if returns and all(r.alias_info is not None and not r.alias_info.is_write for r in returns):
-        return _Schema(moves_nothing=True)  # a view
+        return _Schema(NOTHING)  # a view
     returned = {
         alias for r in returns if r.alias_info is not None for alias in r.alias_info.before_set
     }
@@ -145,7 +161,7 @@ def _schema(op: str, overload: str) -> _Schema:
             not_read.add(argument.name)
         if not returned.intersection(alias.before_set):
             written.append(argument.name)
-    return _Schema(not_read=frozenset(not_read), written=tuple(written))
+    return _Schema(GENERAL, frozenset(not_read), tuple(written))
 
 
 def _nbytes(value: Any) -> int:
@@ -161,25 +177,33 @@ def _nbytes(value: Any) -> int:
     return 0
 
 
-def bytes_moved(call: OpCall) -> int:
-    """Bytes `call` reads and writes (see the module docstring)."""
-    info = _schema(call.op, call.overload)
-    if info.moves_nothing:
-        return 0
-    op = call.op
-    if op in GATHER_SOURCES:
-        return _gather_bytes(call, GATHER_SOURCES[op])
-    if op in SCATTER_OPS or op in ACCUMULATING_SCATTER_OPS:
+_CONTAINERS = (list, tuple, PackedMeta)  # what else may hold tensors in a recorded argument
+
+
+def bytes_moved(call: OpCall, options: Any = None) -> int:
+    """Bytes `call` reads and writes (see the module docstring). `options` is not read (it is
+    taken so that counting calls this directly)."""
+    info = _SCHEMAS.get((call.op, call.overload)) or _schema(call.op, call.overload)
+    kind = info.kind
+    if kind != GENERAL:
+        if kind == NOTHING:
+            return 0
+        if kind == GATHER:
+            return _gather_bytes(call, GATHER_SOURCES[call.op])
         return _scatter_bytes(call)
     not_read = info.not_read
     moved = 0
     for name, value in call.arguments.items():
-        if name not in not_read:
+        value_type = type(value)
+        if value_type is TensorMeta:  # most arguments: inlined
+            if name not in not_read:
+                moved += value.nbytes
+        elif value_type in _CONTAINERS and name not in not_read:
             moved += _nbytes(value)
     for name in info.written:
         moved += _nbytes(call.arguments[name])
     for value in call.outputs:
-        moved += _nbytes(value)
+        moved += value.nbytes if type(value) is TensorMeta else _nbytes(value)
     return moved
 
 
