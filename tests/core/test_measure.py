@@ -109,3 +109,13 @@ def test_module_times_add_up_to_a_plain_forward_pass() -> None:
     if abs(ratio - 1) > 0.1 and os.getloadavg()[0] > (os.cpu_count() or 1):
         pytest.skip(f"too busy to time: load {os.getloadavg()[0]:.1f}, ratio {ratio:.2f}")
     assert abs(ratio - 1) <= 0.1, ratio
+
+
+def test_fused_fast_paths_run_what_was_traced() -> None:
+    # nn.MultiheadAttention takes a fused kernel in inference unless a torch-function mode is on
+    # (the tracer's is): the timed passes run the traced, unfused ops
+    layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True).eval()
+    analysis = torchtally.analyze(
+        layer, torch.randn(2, 5, 32), measure=True, measure_repeats=2, warn_unsupported=False
+    )
+    assert len(analysis.measured().ops) == len(analysis.trace.ops)

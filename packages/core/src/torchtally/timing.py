@@ -8,7 +8,9 @@ so that they add up to a real pass: medians taken op by op would drop every op's
 add up to less than any pass took. With ``statistic="min"`` the fastest pass of each kind is
 kept instead, steadier on a busy machine. The ops are the ones the trace recorded, in the same
 order: the times line up with the trace's records, so modules and operators add them up as they
-add counts.
+add counts. Every pass runs under a torch-function mode that does nothing, as the traced one did,
+so that code taking another path under such a mode (`nn.MultiheadAttention`'s fused inference
+path) runs what was traced.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from torchtally.records import Measurement, Trace, iter_tensors
@@ -28,6 +31,21 @@ from torchtally.state import preserve_model_state
 from torchtally.tracer import _Schema, gc_paused
 
 STATISTICS: dict[str, Callable[[list[float]], float]] = {"median": statistics.median, "min": min}
+
+
+class _SamePath(TorchFunctionMode):
+    """A torch-function mode that does nothing, as the tracer has one: code that takes another
+    path when such a mode is on (`nn.MultiheadAttention`'s fused inference path) runs the ops the
+    trace recorded."""
+
+    def __torch_function__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        return func(*args, **(kwargs or {}))
 
 
 class _OpTimer(TorchDispatchMode):
@@ -123,7 +141,7 @@ def measure_forward(
     plain: list[float] = []
     per_op: list[list[float]] = []
     gc.collect()  # then none during the passes: a collection would land in one pass's time
-    with preserve_model_state(model) as guard, torch.no_grad(), gc_paused():
+    with preserve_model_state(model) as guard, torch.no_grad(), gc_paused(), _SamePath():
         for buffer in model.buffers():
             guard.before_write(buffer)  # a plain pass may update running statistics
         for _ in range(warmup):
