@@ -236,3 +236,20 @@ def test_the_views_ignored_up_front_are_views() -> None:
             returns = schema.returns
             assert returns and all(r.alias_info is not None for r in returns), (name, overload)
             assert not any(r.alias_info.is_write for r in returns), (name, overload)
+
+
+def test_bytes_go_under_the_operator_name_the_flop_handler_gives() -> None:
+    named = HandlerSet()
+    named.add("flops", "aten::mm", lambda call: {"my_matmul": 5})
+    named.add("flops", "aten::relu", lambda call: {"split": 1, "parts": 2})
+    model = Lambda(lambda x: torch.relu(x @ x))
+    analysis = torchtally.analyze(model, torch.randn(4, 4), warn_unsupported=False)
+    counted = analysis.recount(named)
+    assert counted.by_operator("flops") == {"my_matmul": 5, "split": 1, "parts": 2}
+    # one name: the bytes follow it; several names: the op's own name
+    assert counted.by_operator("bytes") == {"my_matmul": 3 * 64, "relu": 2 * 64}
+    # the same names when bytes are counted without flops
+    alone = analysis.recount(named, metrics=("bytes",))
+    assert alone.by_operator("bytes") == counted.by_operator("bytes")
+    roofline = counted.roofline("h100-sxm").by_operator()
+    assert set(roofline) == {"my_matmul", "relu"}

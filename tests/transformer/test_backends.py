@@ -408,3 +408,13 @@ def test_varlen_attention_recorded_on_fake_tensors() -> None:
     # causal (window (-1, 0)): a 5-long sequence keeps 15 of 25, 13 * 15 // 5 = 39 per head
     half = analysis.recount(options={"causal": "half"})
     assert half.by_operator() == {ATTENTION: 4 * 39 * 32}
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_attention_kernels_move_bytes_under_the_flops_name(tally: Any, backward: bool) -> None:
+    q = torch.randn(2, 4, 16, 8, requires_grad=backward)
+    analysis = tally(lambda q: F.scaled_dot_product_attention(q, q, q), q, backward=backward)
+    for phase in ("forward", "backward") if backward else ("forward",):
+        flops = set(analysis.by_operator(phase=phase))
+        assert "scaled_dot_product_attention" in flops
+        assert flops <= set(analysis.by_operator("bytes", phase=phase)), phase

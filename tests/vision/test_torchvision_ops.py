@@ -186,3 +186,18 @@ def test_batched_nms_per_class_runs_one_nms_per_class(tally: Any) -> None:
     per_class = [3 * m + 13 * m * (m - 1) // 2 for m in (501, 500)]
     assert analysis.by_operator()["nms"] == sum(per_class)
     assert analysis.unsupported_ops() == {}
+
+
+def test_bytes_are_named_as_the_flops_are(tally: Any, image: torch.Tensor) -> None:
+    def detect(x: torch.Tensor, b: torch.Tensor) -> Any:
+        pooled = ops.roi_align(x, b, (2, 2), 1.0, 2)
+        keep = ops.nms(b[:, 1:], torch.tensor([0.9, 0.8]), 0.5)
+        return pooled, keep
+
+    analysis = tally(detect, image, BOXES)
+    assert set(analysis.by_operator()) == {"roi_align", "nms"}
+    moved = analysis.by_operator("bytes")
+    assert {"roi_align", "nms"} <= set(moved)
+    assert not [name for name in moved if name.startswith("torchvision::")]
+    # roi_align reads the image and the boxes and writes 2 x 4 x 2 x 2 floats
+    assert moved["roi_align"] == (image.numel() + BOXES.numel() + 2 * 4 * 2 * 2) * 4

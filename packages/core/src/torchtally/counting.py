@@ -161,9 +161,13 @@ def count_trace(
     handled = _module_handled(trace, registry, metrics)
     for metric in metrics:
         result.tables("forward", metric, trace.modules)
+    # An op's counts of every metric go under one operator name: the one its flop handler gives
+    # (``nms`` for ``torchvision::nms``), so flops are counted first and name the others.
+    names: dict[int, str] = {} if "flops" in metrics else _flop_names(trace, registry, options)
+    for metric in sorted(metrics, key=lambda m: m != "flops"):
         covered = handled.get(metric, {})
         functions = _function_handled(trace, registry, metric, covered)
-        for call in trace.ops:
+        for index, call in enumerate(trace.ops):
             if covered and call.phase == "forward" and any(n in covered for n in call.scope):
                 continue  # a module handler counts this module's forward
             if functions and call.phase == "forward" and any(i in functions for i in call.calls):
@@ -179,8 +183,15 @@ def count_trace(
                 value = runner.run(found.handler, call, metric, call.op, found.source)
             if value is None:
                 _add(unsupported, owners, {call.op: 1})
-            elif value:  # a count of 0 adds no operator key (as in fvcore)
-                _add(counts, owners, _nonzero(value, operator_name(call, registry.operator_names)))
+                continue
+            if isinstance(value, Mapping):
+                if metric == "flops" and len(value) == 1:
+                    names[index] = next(iter(value))
+            elif value:
+                name = names.get(index) or operator_name(call, registry.operator_names)
+                value = {name: value}
+            if value:  # a count of 0 adds no operator key (as in fvcore)
+                _add(counts, owners, _nonzero(value, ""))
         counts, unsupported = result.tables("forward", metric, trace.modules)
         for module_call in trace.module_calls:
             entry = covered.get(module_call.name)
@@ -249,6 +260,14 @@ def per_op(
             value = runner.run(found.handler, call, metric, call.op, found.source)
         values.append(None if value is None else _nonzero(value, operator_name(call, names)))
     return values
+
+
+def _flop_names(trace: Trace, registry: HandlerRegistry, options: CountOptions) -> dict[int, str]:
+    """The operator names flop handlers give, by op index, when flops are not being counted."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HandlerWarning)
+        flops = per_op(trace, registry, options, "flops")
+    return {i: next(iter(v)) for i, v in enumerate(flops) if v is not None and len(v) == 1}
 
 
 def _add(table: Table, owners: tuple[str, ...], value: Mapping[str, Any]) -> None:
