@@ -112,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
     args = parser.parse_args(argv)
-    print("| model | step | torchtally MB | measured MB, tensors | error | measured MB, all | error |")
-    print("|-------|------|---------------|----------------------|-------|------------------|-------|")
+    columns = ["model", "step", "torchtally MB", "measured MB, tensors", "error"]
+    columns += ["measured MB, all", "error"]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "|".join("-" * (len(column) + 2) for column in columns) + "|")
     for case in args.cases:
         for step in args.steps:
             estimate, tensors, measured = compare(case, step)
