@@ -101,7 +101,8 @@ def compare(label: str, model: Any, inputs: Any, hardware: str, top: int) -> dic
     estimate = analysis.roofline(hardware)
     measured = analysis.measured()
     calibrated = estimate.calibrate(measured)
-    estimated_modules, measured_modules = estimate.by_module(), measured.by_module()
+    estimated_modules = estimate.by_module()
+    measured_modules = {name: measured.ops_total(name) for name in analysis.modules}
     bounds = estimate.bound_by_module()
     names = [name for name in analysis.modules if name and "." not in name]
     if len(names) < 3:  # a model of one block: the block's children
@@ -114,7 +115,7 @@ def compare(label: str, model: Any, inputs: Any, hardware: str, top: int) -> dic
         "hardware": hardware,
         "device": measured.device,
         "estimated_s": estimate.total(),
-        "measured_s": measured.total(),
+        "measured_s": measured.ops_total(),
         "forward_s": measured.forward_seconds,
         "compute_share": estimate.bound_share()["compute"],
         "compute_efficiency": calibrated.compute_efficiency,

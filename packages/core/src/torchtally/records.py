@@ -265,6 +265,8 @@ class Measurement:
     device: str
     timer: str
     statistic: str = "median"
+    # every module's calls, timed whole (its ops and the code between them), by module name
+    module_seconds: Mapping[str, float] = field(default_factory=dict)
     # every pass's seconds, in the order they ran: plain ones, and timed ones (their ops' sum)
     plain_passes: tuple[float, ...] = ()
     timed_passes: tuple[float, ...] = ()

@@ -226,8 +226,10 @@ class Roofline(Times):
 
 
 class Measured(Times):
-    """Measured seconds of every forward op (``analyze(..., measure=True)``), per module and
-    operator as counts are, with the time of a plain forward pass (`forward_seconds`), the
+    """Measured seconds of the forward pass (``analyze(..., measure=True)``): every op's alone
+    (`ops`, `by_operator`, `by_module_and_operator`, `ops_total`), every module's calls whole
+    (`by_module`, `total`: its ops and the Python code between them, so the top-level modules
+    add up to the forward pass), the time of a plain forward pass (`forward_seconds`), the
     FLOP/s achieved (`achieved_flops`) and the fraction of a device's peak (`mfu`)."""
 
     def __init__(
@@ -241,6 +243,27 @@ class Measured(Times):
         self.measurement = measurement
         self.forward_seconds = measurement.forward_seconds
         self.device = measurement.device
+
+    def total(self, module: str = "", phase: str | None = None) -> float:
+        """Seconds of `module`'s calls, whole (the whole model by default); `phase` is
+        "forward" or None: only the forward pass is timed."""
+        return self.by_module(phase).get(module, 0.0)
+
+    def by_module(self, phase: str | None = None) -> dict[str, float]:
+        """Seconds of every module's calls, whole, in module order. A module that is never
+        called (a `ModuleList`) has those of its outermost descendants that are."""
+        called = self.measurement.module_seconds if phase in (None, "forward") else {}
+        result = {name: called.get(name, 0.0) for name in self._modules}
+        for name, seconds in called.items():
+            for ancestor in reversed(module_ancestors(name)[:-1]):
+                if ancestor in called:
+                    break
+                result[ancestor] = result.get(ancestor, 0.0) + seconds
+        return result
+
+    def ops_total(self, module: str = "") -> float:
+        """Seconds of `module`'s ops alone: `total` less the code between them."""
+        return super().total(module)
 
     def macs(self, module: str = "") -> float:
         """Multiply-adds of `module`'s forward ops (the ``flops`` metric)."""
@@ -273,6 +296,7 @@ class Measured(Times):
             "warmup": self.measurement.warmup,
             "forward_seconds": self.forward_seconds,
             "total_seconds": self.total(),
+            "ops_seconds": self.ops_total(),
             "by_module": {
                 name: {"seconds": seconds, "achieved_flops": self.achieved_flops(name)}
                 for name, seconds in self.by_module().items()

@@ -6,8 +6,11 @@ forward pass's time) and `repeats` times under a dispatch mode that times each o
 after the pass synchronises). The op times kept are those of the median timed pass (by total),
 so that they add up to a real pass: medians taken op by op would drop every op's outliers and
 add up to less than any pass took. With ``statistic="min"`` the fastest pass of each kind is
-kept instead, steadier on a busy machine. The ops are the ones the trace recorded, in the same
-order: the times line up with the trace's records, so modules and operators add them up as they
+kept instead, steadier on a busy machine. A third set of `repeats` passes times every module
+call whole, from a global forward pre-hook to a forward hook (so the model's own hooks are not
+touched): a module's time is what its calls took, its ops and the Python code between them; the
+op times leave that code out, and the timer's own work. The ops are the ones the trace recorded,
+in the same order: the times line up with the trace's records, so operators add them up as they
 add counts. Every pass runs under a torch-function mode that does nothing, as the traced one did,
 so that code taking another path under such a mode (`nn.MultiheadAttention`'s fused inference
 path) runs what was traced.
@@ -140,6 +143,8 @@ def measure_forward(
     sync = _synchronizer(device)
     plain: list[float] = []
     per_op: list[list[float]] = []
+    per_module: list[tuple[float, dict[str, float]]] = []  # per pass: its time, its modules'
+    clock = _ModuleClock(model, cuda)
     gc.collect()  # then none during the passes: a collection would land in one pass's time
     with preserve_model_state(model) as guard, torch.no_grad(), gc_paused(), _SamePath():
         for buffer in model.buffers():
@@ -158,10 +163,12 @@ def measure_forward(
                     "that runs the same ops every time"
                 )
             per_op.append(seconds)
-    ranked = sorted(per_op, key=sum)
-    chosen = ranked[(len(ranked) - 1) // 2] if statistic == "median" else ranked[0]
+            per_module.append(clock.timed_call(args, kwargs))
+    chosen = _pick(per_op, sum, statistic)
+    modules = _pick(per_module, lambda timed: timed[0], statistic)[1]
     return Measurement(
         op_seconds=tuple(chosen),
+        module_seconds=modules,
         forward_seconds=STATISTICS[statistic](plain),
         repeats=repeats,
         warmup=warmup,
@@ -171,6 +178,70 @@ def measure_forward(
         plain_passes=tuple(plain),
         timed_passes=tuple(sum(seconds) for seconds in per_op),
     )
+
+
+def _pick(passes: list[Any], key: Callable[[Any], float], statistic: str) -> Any:
+    """The median pass by `key` (the lower of the two middle ones), or the fastest."""
+    ranked = sorted(passes, key=key)
+    return ranked[(len(ranked) - 1) // 2] if statistic == "median" else ranked[0]
+
+
+class _ModuleClock:
+    """Times every call of the model's modules, whole, with global module hooks (the model's
+    own hook dictionaries stay as they are): a module's seconds add up over its calls, a call
+    inside a call of the same module (recursion) counted once."""
+
+    def __init__(self, model: nn.Module, cuda: bool) -> None:
+        self.model = model
+        self.cuda = cuda
+        self.names = {id(module): name for name, module in model.named_modules()}
+        self._open: dict[int, Any] = {}  # id(module) -> when its outermost open call started
+        self._depth: dict[int, int] = {}
+        self._spans: list[tuple[str, Any, Any]] = []
+
+    def _now(self) -> Any:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def _before(self, module: nn.Module, args: Any) -> None:
+        key = id(module)
+        if key in self.names:
+            depth = self._depth.get(key, 0)
+            if depth == 0:
+                self._open[key] = self._now()
+            self._depth[key] = depth + 1
+
+    def _after(self, module: nn.Module, args: Any, output: Any) -> None:
+        key = id(module)
+        if self._depth.get(key):
+            self._depth[key] -= 1
+            if self._depth[key] == 0:
+                self._spans.append((self.names[key], self._open.pop(key), self._now()))
+
+    def timed_call(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> tuple[float, dict[str, float]]:
+        """One pass: its seconds (the root module's) and every module's."""
+        self._spans.clear()
+        before = nn.modules.module.register_module_forward_pre_hook(self._before)
+        after = nn.modules.module.register_module_forward_hook(self._after)
+        try:
+            self.model(*args, **kwargs)
+        finally:
+            before.remove()
+            after.remove()
+            self._open.clear()
+            self._depth.clear()
+        if self.cuda:
+            torch.cuda.synchronize()
+        seconds: dict[str, float] = {}
+        for name, start, end in self._spans:
+            spent = start.elapsed_time(end) / 1e3 if self.cuda else end - start
+            seconds[name] = seconds.get(name, 0.0) + spent
+        return seconds.get("", 0.0), seconds
 
 
 def _timed_call(

@@ -88,7 +88,7 @@ def build_extras(
             cells[module][ACHIEVED] = text if spent else ""
         summary.append(
             f"measured on {timed.device}: forward pass {format_seconds(timed.forward_seconds)}, "
-            f"its ops {format_seconds(timed.total())}, "
+            f"its ops alone {format_seconds(timed.ops_total())}, "
             f"{format_count(timed.achieved_flops())} FLOP/s (2 per multiply-add)"
         )
     if _flag("percent", values["percent"]):
