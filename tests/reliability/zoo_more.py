@@ -30,9 +30,6 @@ class Case:
     meta: bool = True  # the model can be built on the meta device
     quick: bool = False  # in the default run (the whole set with TORCHTALLY_ZOO_MORE=1)
     handlers: Any = None  # handlers the model needs (a custom autograd Function's)
-    # False for a model whose own forward adds attributes to its modules (Funnel's seq_len), which
-    # the analysis leaves behind: issue 13's (Trust I) to restore, not this fuzz's to check
-    unchanged: bool = True
 
     def model(self) -> nn.Module:
         torch.manual_seed(SEED)
@@ -434,10 +431,7 @@ CASES: list[Case] = [
         Case(name, _timm(name), _image(size), quick=name in TIMM_QUICK)
         for name, size in TIMM.items()
     ),
-    *(
-        Case(name, build, inputs, quick=name in HF_QUICK, unchanged=name != "funnel")
-        for name, (build, inputs) in HF.items()
-    ),
+    *(Case(name, build, inputs, quick=name in HF_QUICK) for name, (build, inputs) in HF.items()),
     *OWN,
 ]
 BY_NAME = {case.name: case for case in CASES}
