@@ -156,8 +156,44 @@ def test_torchscript_file_needs_a_shape_and_counts_as_eager(run: Run, tmp_path: 
         assert "does not record the inputs it takes" in err
         document = report(run, str(path), "--shape", "3", "16", "16")
         expected = eager(model, x)
+        assert document["mode"] == "meta"  # loaded on the meta device: its weights not read
         assert document["metrics"] == expected["metrics"]
         assert document["modules"] == expected["modules"]
+        assert document["params"] == expected["params"]
+        real = report(run, str(path), "--shape", "3", "16", "16", "--mode", "real")
+        assert real["mode"] == "real" and real["metrics"] == expected["metrics"]
+        code, _, err = run(str(path), "--shape", "3", "16", "16", "--measure")
+        assert code == EXIT_USAGE
+        assert "--measure times eager modules, not a saved exported program (.pt2) or" in err
+
+
+class Positives(nn.Module):
+    """Data-dependent: how many elements `y[y > 0]` keeps depends on the values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.linear(x)
+        return y[y > 0].sum()
+
+
+def test_a_torchscript_file_that_needs_real_data_is_loaded_with_its_weights_and_run(
+    run: Run, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "positives.pt"
+    torch.jit.save(torch.jit.script(Positives().eval()), path)
+    code, out, err = run(str(path), "--shape", "4,", "--format", "json")
+    assert code == 0, err
+    warned = caplog.text  # on stderr outside pytest
+    assert "from its weights' sizes failed" in warned and "running it for real instead" in warned
+    document = json.loads(out)
+    assert document["mode"] == "real"
+    assert document["metrics"]["flops"]["total"] == 4 * 4
+    caplog.clear()
+    code, _, _ = run(str(path), "--shape", "4,", "--mode", "meta")
+    assert code != 0 and "running it for real" not in caplog.text  # --mode meta: shapes alone
 
 
 @pytest.mark.parametrize(
@@ -167,6 +203,7 @@ def test_torchscript_file_needs_a_shape_and_counts_as_eager(run: Run, tmp_path: 
         (("--set", "width=2"), EXIT_USAGE, "--set does not apply to a saved exported program"),
         (("--dtype", "float16"), EXIT_USAGE, "--dtype does not apply to a saved exported"),
         (("--seq-len", "8"), EXIT_USAGE, "--seq-len does not apply to an exported program"),
+        (("--measure",), EXIT_USAGE, "--measure times eager modules, not a saved exported"),
     ],
 )
 def test_options_that_do_not_apply_to_a_saved_program(

@@ -283,6 +283,34 @@ def test_a_pt2_file_loads_without_its_weights_and_counts_the_same(tmp_path: Path
     assert torchtally.analyze(with_weights, mode="real").total() == SMALL
 
 
+@pytest.mark.parametrize("mode", ["meta", "fake", "auto"])
+@pytest.mark.parametrize("on", ["meta", "cpu"])
+def test_torchscript_loaded_on_the_meta_device_counts_as_eager(
+    tmp_path: Path, mode: str, on: str
+) -> None:
+    """``torch.jit.load(path, map_location="meta")``: a TorchScript file counted without its
+    weights. Its weights stay in C++; their fakes claim the inputs' device, as an eager
+    model's meta weights do (batch norm's saved statistics then have the CPU's sizes)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 14 * 14, 5)
+    ).eval()
+    x = torch.randn(2, 3, 16, 16)
+    path = tmp_path / "net.pt"
+    torch.jit.save(torch.jit.script(model), path)
+    scripted = torch.jit.load(path, map_location="meta")
+    analysis = torchtally.analyze(scripted, x.to(on), mode=mode, warn_unsupported=False)
+    expected = torchtally.analyze(model, x, warn_unsupported=False)
+    assert analysis.mode == ("meta" if mode == "auto" else mode)
+    for metric in ("flops", "activations", "bytes"):
+        assert analysis.by_module(metric) == expected.by_module(metric), metric
+    assert analysis.memory() == expected.memory()
+    assert dict(analysis.params) == dict(expected.params)
+    assert {t.device.type for t in scripted.parameters()} == {"meta"}  # left as they were
+    with pytest.raises(ValueError, match="weights are on the meta device"):
+        torchtally.analyze(scripted, x, mode="real")
+
+
 def test_torchscript_inside_a_profiler_session_is_refused_and_the_session_left_alone() -> None:
     """TorchScript is analysed under the profiler, and one profiler runs at a time."""
     scripted = torch.jit.script(SmallNet().eval())

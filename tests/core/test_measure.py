@@ -108,7 +108,6 @@ def test_module_times_add_up_to_a_plain_forward_pass() -> None:
     measured = analysis.measured()
     top = [name for name in analysis.modules if name and "." not in name]
     added = sum(measured.by_module()[name] for name in top)
-    assert measured.ops_total("layer1") < measured.total("layer1")  # its code between its ops
     assert added <= measured.total()  # the root's call holds its children's and flatten
     ratio = added / measured.forward_seconds
     if abs(ratio - 1) > 0.1 and os.getloadavg()[0] > (os.cpu_count() or 1):

@@ -560,7 +560,7 @@ def _load(args: argparse.Namespace, source: str, device: torch.device | None) ->
             device=build_device,
             dtype=_dtype(args.dtype),
             unknown_settings=args.set_unknown,
-            weights=args.mode == "real",  # a .pt2 file's: counting needs only their shapes
+            weights=args.mode == "real",  # a saved file's: counting needs only their shapes
         )
     except MissingPackageError as error:
         raise CliError(str(error), EXIT_MISSING) from error
@@ -577,6 +577,13 @@ def _load(args: argparse.Namespace, source: str, device: torch.device | None) ->
         raise CliError(
             "--train does not apply to an exported program: it runs as it was exported "
             "(export the model in training mode to count training)",
+            EXIT_USAGE,
+        )
+    if args.measure and loaded.kind in ("export", "torchscript"):
+        raise CliError(
+            "--measure times eager modules, not a saved exported program (.pt2) or "
+            "TorchScript (.pt) file: analyse it without --measure, or time the model it was "
+            "made from",
             EXIT_USAGE,
         )
     return loaded
@@ -633,6 +640,7 @@ def _one_line(error: BaseException) -> str:
 def _analyze(
     args: argparse.Namespace, loaded: LoadedModel, inputs: Any, point: dict[str, Any]
 ) -> Analysis:
+    from torchtally import TraceError
     from torchtally.api import analyze
     from torchtally_reporters.summary import describe_inputs
 
@@ -648,7 +656,27 @@ def _analyze(
     made = "" if loaded.inputs is not None and not given else " (inputs"
     hint = f"{made}: {describe_inputs(inputs)}; set them with --shape or --seq-len)" if made else ""
     try:
-        return analyze(loaded.model, inputs, **options)
+        try:
+            return analyze(loaded.model, inputs, **options)
+        except TraceError as error:
+            if not (loaded.weightless and args.mode == "auto"):
+                raise
+            # as auto mode does for a model in memory: run it for real when shapes fail
+            logging.getLogger("torchtally").warning(
+                "counting %s from its weights' sizes failed (%s); loading its weights and "
+                "running it for real instead (pass --mode real to skip the attempt)",
+                loaded.source,
+                _one_line(error),
+            )
+            real, device = (
+                argparse.Namespace(**{**vars(args), "mode": "real"}),
+                _device(args.device),
+            )
+            weighted = _load(real, loaded.source, device)
+            inputs = _inputs(real, weighted, device, point)  # the shape-only run's may be meta
+            return analyze(weighted.model, inputs, **{**options, "mode": "real"})
+    except CliError:
+        raise
     except SystemExit as error:
         raise CliError(
             f"analysing {loaded.source} failed: the model called sys.exit({error.code!r})",

@@ -11,7 +11,7 @@ A source names a model and where it comes from:
   ``nn.Module``, or a ``(module, inputs)`` pair.
 - ``path/to/model.pt2``: an exported program (``torch.export.save``), its weights made on the meta
   device unless they are needed (counting needs their shapes only); ``path/to/model.pt``: a
-  TorchScript module (``torch.jit.save``).
+  TorchScript module (``torch.jit.save``), loaded on the meta device the same way.
 
 These are the built-in `ModelSource` objects. Plugins add others through the ``torchtally_sources``
 hook (torchtally-openmmlab reads OpenMMLab config files); `model_sources` lists them all and
@@ -96,6 +96,8 @@ class LoadedModel:
     inputs: Any = None
     make_inputs: Callable[..., Any] | None = None
     describe_inputs: Callable[[Any], str] | None = None
+    # a saved file loaded without its weights' values (their sizes on the meta device)
+    weightless: bool = False
 
 
 @dataclass(frozen=True)
@@ -649,8 +651,9 @@ def _load_saved(
         )
     if not Path(request.source).is_file():
         raise SourceError(f"{request.source}: no such file")
-    if found.name == "TorchScript":  # TorchScript runs its own weights: never on the meta device
-        return _load_torchscript(request, None if where is None or where.type == "meta" else where)
+    if found.name == "TorchScript":  # its weights' values are read only to run it for real
+        keep = request.weights or (where is not None and where.type not in ("cpu", "meta"))
+        return _load_torchscript(request, where if keep else torch.device("meta"))
     return found.load(request)
 
 
@@ -667,7 +670,9 @@ def _load_exported(request: SourceRequest) -> LoadedModel:
     example = program.example_inputs
     first = next(iter(_tensors(example)), None) if example is not None else None
     shape = tuple(first.shape[1:]) if first is not None else DEFAULT_IMAGE_SHAPE
-    loaded = LoadedModel(program, request.source, "export", "exported", shape)
+    loaded = LoadedModel(
+        program, request.source, "export", "exported", shape, weightless=not request.weights
+    )
     return replace(loaded, make_inputs=partial(_exported_inputs, loaded))
 
 
@@ -680,7 +685,10 @@ def _load_torchscript(request: SourceRequest, device: torch.device | None = None
             "read as a TorchScript module, what torch.jit.save writes; a model saved with "
             "torch.save is Python objects: load it in a factory, package.module:factory)"
         ) from error
-    return LoadedModel(module.eval(), request.source, "torchscript", "torchscript")
+    weightless = device is not None and device.type == "meta"
+    return LoadedModel(
+        module.eval(), request.source, "torchscript", "torchscript", weightless=weightless
+    )
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
@@ -821,7 +829,8 @@ BUILTIN_SOURCES = (
     ModelSource(
         "TorchScript",
         "path/to/model.pt",
-        "a TorchScript module (torch.jit.save; also .pth); give --shape or --seq-len",
+        "a TorchScript module (torch.jit.save; also .pth); give --shape or --seq-len; its "
+        "weights are not read unless --mode real",
         _load_torchscript,
         matches=lambda text: _is_file_source(text, (".pt", ".pth")),
     ),

@@ -179,7 +179,13 @@ class _Faker:
     def fake_module(self, module: nn.Module) -> None:
         """Swap the module's own parameters and buffers for fakes; lazy ones are left alone."""
         if isinstance(module, torch.jit.ScriptModule):
-            return  # its slots live in C++; fake mode converts its real tensors as ops use them
+            # its slots live in C++ and keep the real tensors: the fake mode is told which fake
+            # stands for each, met as an op's argument (meta weights then claim the inputs'
+            # device, as an eager module's do)
+            converter = self.fake_mode.fake_tensor_converter
+            for held in (*module.parameters(recurse=False), *module.buffers(recurse=False)):
+                converter.set_tensor_memo(held, self(held))
+            return
         for kind, slots in (("parameter", module._parameters), ("buffer", module._buffers)):
             for name, tensor in slots.items():
                 if tensor is None or is_lazy(tensor):
