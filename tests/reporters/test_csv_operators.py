@@ -47,6 +47,31 @@ def test_csv_marks_uncalled_modules(tricky_analysis: torchtally.Analysis) -> Non
     assert "shared" not in rows  # a shared module is listed under its first name
 
 
+def test_csv_names_where_tied_weights_are_counted() -> None:
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(10, 4)
+            self.head = nn.Linear(4, 10, bias=False)
+            self.head.weight = self.embed.weight  # GPT-2's lm_head
+            self.scale = nn.Parameter(torch.ones(4))
+            self.gain = self.scale  # the same parameter twice, on the model itself
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.head(self.embed(ids) * self.scale)
+
+    analysis = torchtally.analyze(Tied(), torch.zeros(2, 3, dtype=torch.long))
+    assert dict(analysis.shared_params) == {"head.weight": "embed.weight", "gain": "scale"}
+    rows = {row["module"]: row for row in read_csv(analysis.render("csv"))}
+    assert list(rows[""])[:5] == ["module", "type", "called", "params", "shared_params"]
+    assert rows["head"]["shared_params"] == "weight=embed.weight"
+    assert rows["head"]["params"] == "0" and rows["embed"]["params"] == "40"
+    assert rows[""]["shared_params"] == "gain=scale" and rows[""]["params"] == "44"
+    assert rows["embed"]["shared_params"] == ""
+    no_params = read_csv(analysis.render("csv", metrics=["flops"]))
+    assert list(no_params[0]) == ["module", "type", "called", "flops"]
+
+
 def test_csv_per_operator_and_flop_unit(resnet50_case: Case) -> None:
     _, analysis = resnet50_case
     rows = read_csv(analysis.render("csv", by_operator=True, flop_unit="flop"))

@@ -728,7 +728,7 @@ def shared_parameters(model: nn.Module) -> dict[str, str]:
     first: dict[int, str] = {}
     shared: dict[str, str] = {}
     for module_name, module in model.named_modules():  # each module once, under its first name
-        for attr, param in module.named_parameters(recurse=False):
+        for attr, param in module.named_parameters(recurse=False, remove_duplicate=False):
             name = f"{module_name}.{attr}" if module_name else attr
             if id(param) in first:
                 shared[name] = first[id(param)]

@@ -4,7 +4,9 @@ For spreadsheets and dataframes: a header row, then the modules in ``named_modul
 A module's counts include its submodules' (the model row, named ``""``, is the total), as every
 other format shows them. With a backward pass each metric also gets a column per phase
 (``flops_forward``, ``flops_backward``). A module whose ``__call__`` never ran has ``called``
-false: its work, if any, is in its parent's counts.
+false: its work, if any, is in its parent's counts. A model with tied weights gets a
+``shared_params`` column after ``params``: a module's own parameters counted under another name,
+as ``weight=transformer.wte.weight`` (``;`` between several).
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ def render_csv(analysis: Analysis, **options: Any) -> str:
         writer.writerows(_operator_rows(analysis, opts, columns))
     else:
         params = [PARAMS] if PARAMS in opts.metrics else []
+        if params and analysis.shared_params:
+            params.append("shared_params")
         writer.writerow(["module", "type", "called", *params, *(column_name(c) for c in columns)])
-        writer.writerows(_module_rows(analysis, opts, columns, bool(params)))
+        writer.writerows(_module_rows(analysis, opts, columns, params))
     return buffer.getvalue().removesuffix("\n")
 
 
@@ -50,15 +54,21 @@ def column_name(column: Column) -> str:
 
 
 def _module_rows(
-    analysis: Analysis, options: Options, columns: list[Column], with_params: bool
+    analysis: Analysis, options: Options, columns: list[Column], params: list[str]
 ) -> list[list[Any]]:
     counts = [_by_module(analysis, column, options) for column in columns]
     uncalled = analysis.uncalled_modules
+    shared: dict[str, list[str]] = {}  # module -> "its parameter=where it is counted"
+    for tied, counted in analysis.shared_params.items():
+        owner, _, own = tied.rpartition(".")
+        shared.setdefault(owner, []).append(f"{own}={counted}")
     rows = []
     for name, info in analysis.modules.items():
         row: list[Any] = [name, info.type_name, "false" if name in uncalled else "true"]
-        if with_params:
+        if params:
             row.append(analysis.params.get(name, 0))
+        if len(params) > 1:
+            row.append(";".join(shared.get(name, ())))
         row.extend(by_module.get(name, 0) for by_module in counts)
         rows.append(row)
     return rows
