@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -223,3 +225,55 @@ def test_files_that_are_not_saved_programs(run: Run, tmp_path: Path) -> None:
     code, _, err = run(str(tmp_path / "missing.pt2"))
     assert code == EXIT_MODEL
     assert "missing.pt2: no such file" in err
+
+
+class RoiAlign(nn.Module):
+    def forward(self, x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        torchvision = pytest.importorskip("torchvision")
+        return torchvision.ops.roi_align(x, boxes, (2, 2))
+
+
+def test_a_saved_file_gets_the_package_that_registers_its_ops_imported(tmp_path: Path) -> None:
+    """A fresh interpreter has not imported torchvision, whose ops (``torchvision::roi_align``)
+    a saved program calls: loading it imports the package first."""
+    pytest.importorskip("torchvision")
+    path = tmp_path / "roi.pt2"
+    x, boxes = torch.randn(1, 3, 8, 8), torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0]])
+    torch.export.save(torch.export.export(RoiAlign(), (x, boxes)), path)
+    script = (
+        "import sys; from torchtally_cli.cli import main; "
+        "before = 'torchvision' in sys.modules; code = main(sys.argv[1:]); "
+        "print(before, 'torchvision' in sys.modules, code, file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path), "--format", "json", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.stderr.splitlines()[-1] == "False True 0", done.stderr[-2000:]
+    document = json.loads(done.stdout)
+    # 1 box, 3 channels, 2 x 2 bins, each 2 x 2 samples (a 4-pixel box over 2 bins) of 4 MACs
+    assert document["metrics"]["flops"]["by_operator"] == {"roi_align": 1 * 3 * 4 * 4 * 4}
+
+
+@pytest.mark.slow
+def test_a_scripted_detection_model_file_counts_as_eager(run: Run, tmp_path: Path) -> None:
+    """torchvision's Faster R-CNN, scripted: its forward takes a list of images, its transform
+    builds tensors from lists (never on fake tensors), `nms` calls functions without inputs; it
+    is loaded without weights, then with them to run for real."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    detection = torchvision.models.detection
+    model = detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None)
+    path = tmp_path / "frcnn.pt"
+    torch.jit.save(torch.jit.script(model.eval()), path)
+    document = report(run, str(path), "--shape", "3", "320", "320", "--batch", "2")
+    assert document["mode"] == "real"
+    expected = torchtally.analyze(
+        model, ([torch.randn(3, 320, 320), torch.randn(3, 320, 320)],), warn_unsupported=False
+    )
+    by_module = document["metrics"]["flops"]["by_module"]
+    for name in ("backbone", "backbone.body", "backbone.fpn", "rpn.head", "transform"):
+        assert by_module[name] == expected.by_module()[name], name  # not data-dependent
+    assert by_module["roi_heads"] > 0 and set(by_module) == set(expected.by_module())

@@ -283,6 +283,80 @@ def test_a_pt2_file_loads_without_its_weights_and_counts_the_same(tmp_path: Path
     assert torchtally.analyze(with_weights, mode="real").total() == SMALL
 
 
+def _two() -> int:
+    return 2
+
+
+def _two_again() -> int:  # no inputs, and its first instruction is a call
+    return _two()
+
+
+def _sizes(x: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor([x.shape[-2], x.shape[-1]], dtype=torch.float32)  # memory written
+
+
+class ListBuilt(nn.Module):
+    """TorchScript writes `torch.tensor([...])` into memory directly: no fake tensor can take it;
+    and a function without inputs that calls another, which crashed the profiler's hierarchy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x) * _two_again()
+        return y * torch.tensor([1.0, 2.0, 3.0, 4.0]).view(4, 1, 1) + _sizes(x).sum()
+
+
+class HoldsAScriptedPart(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 3, 1)
+        self.part = torch.jit.script(ListBuilt())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.part(self.stem(x))
+
+
+class CallsAFunctionWithoutInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) * _two_again()
+
+
+def test_torchscript_calling_a_function_without_inputs_runs_under_the_profiler() -> None:
+    """PyTorch's module hierarchy read before the start of `_two_again`'s frame (its first
+    instruction a call) and crashed the process; the profiler now records no function frames."""
+    scripted = torch.jit.script(CallsAFunctionWithoutInputs())  # compiled on its first run
+    analysis = torchtally.analyze(scripted, torch.randn(2, 4), mode="real", elementwise=True)
+    assert analysis.by_module() == {"": 2 * 16 + 2 * 4, "linear": 2 * 16}
+
+
+def test_torchscript_that_builds_tensors_from_lists_runs_for_real_not_on_fake_tensors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = ListBuilt().eval()
+    x = torch.randn(2, 3, 8, 8)
+    scripted = torch.jit.script(model)
+    expected = torchtally.analyze(model, x, warn_unsupported=False)
+    for mode in ("fake", "meta"):
+        with pytest.raises(torchtally.TraceError, match="builds a tensor from a list") as error:
+            torchtally.analyze(scripted, x, mode=mode)
+        assert 'test_artefacts.py", line' in str(error.value)  # where, in the model's code
+        assert "mode='real'" in str(error.value)
+    analysis = torchtally.analyze(scripted, x, warn_unsupported=False)  # auto: real, said why
+    assert analysis.mode == "real"
+    assert "builds a tensor from a list" in caplog.text and "running it for real" in caplog.text
+    assert analysis.by_module() == expected.by_module() == {"": 2 * 4 * 27 * 36, "conv": 7776}
+    held = torchtally.analyze(HoldsAScriptedPart(), x, warn_unsupported=False)
+    assert held.mode == "real"  # a scripted submodule of an eager model is looked through too
+    harmless = torch.jit.script(nn.Sequential(nn.Linear(4, 4), nn.ReLU()))
+    assert torchtally.analyze(harmless, torch.randn(2, 4)).mode == "fake"
+
+
 @pytest.mark.parametrize("mode", ["meta", "fake", "auto"])
 @pytest.mark.parametrize("on", ["meta", "cpu"])
 def test_torchscript_loaded_on_the_meta_device_counts_as_eager(

@@ -677,7 +677,10 @@ def _load_exported(request: SourceRequest) -> LoadedModel:
 
 
 def _load_torchscript(request: SourceRequest, device: torch.device | None = None) -> LoadedModel:
+    from torchtally.artefacts import import_op_libraries
+
     try:
+        import_op_libraries(request.source)  # torchvision's ops in a scripted detection model
         module = torch.jit.load(request.source, map_location=device or "cpu")
     except Exception as error:
         raise SourceError(
@@ -894,6 +897,9 @@ def example_inputs(
             )
         return maker.token_ids((batch, seq_len), _vocab_size(loaded.model, loaded.source))
     shapes = shapes or (loaded.default_shape,)
+    if loaded.task == "torchscript" and _takes_a_list(loaded.model):
+        # forward(images: List[Tensor]), as torchvision's detection models: --batch images each
+        return ([maker.floats(s) for s in shapes for _ in range(batch)],)
     if loaded.task in ("detection", "optical_flow", "video", "image"):
         (image,) = _one_shape(shapes, loaded)
         if loaded.task == "detection":  # a list of (C, H, W) images
@@ -903,6 +909,12 @@ def example_inputs(
         return maker.floats((batch, *image))
     tensors = tuple(maker.floats((batch, *s)) for s in shapes)
     return tensors[0] if len(tensors) == 1 else tensors
+
+
+def _takes_a_list(model: Any) -> bool:
+    """Whether a TorchScript module's forward takes a list of tensors first."""
+    arguments = model.forward.schema.arguments[1:]  # after self
+    return bool(arguments) and str(arguments[0].type) == "List[Tensor]"
 
 
 def _one_shape(shapes: tuple[tuple[int, ...], ...], loaded: LoadedModel) -> tuple[tuple[int, ...]]:

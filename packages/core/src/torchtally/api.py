@@ -15,7 +15,13 @@ from torchtally.analysis import Analysis, set_hardware_finder
 from torchtally.artefacts import as_program
 from torchtally.counting import warn_unused_handlers
 from torchtally.devices import Hardware, find_hardware
-from torchtally.fake import NEEDS_REAL_DATA, check_mode, is_meta_model, rejected_inputs
+from torchtally.fake import (
+    NEEDS_REAL_DATA,
+    FakeUnsupportedError,
+    check_mode,
+    is_meta_model,
+    rejected_inputs,
+)
 from torchtally.handlers import METRICS, CountOptions, HandlerRegistry, HandlerSet, OpHandler
 from torchtally.inputs import build_inputs, check_not_empty
 from torchtally.plugins import handler_registry, hardware_devices
@@ -185,6 +191,8 @@ def _trace_auto(
             reason = f"the fake kernel of {op} rejects what its real kernel accepts: {first_line}"
         elif isinstance(cause, NEEDS_REAL_DATA):
             reason = f"{op} needs real data"
+        elif isinstance(cause, FakeUnsupportedError):  # the model, before any op
+            reason = first_line.rstrip(".")
         else:  # possibly a real error, which the real run will then raise with its own message
             reason = f"{op} failed on fake tensors: {first_line}"
         logger.warning(

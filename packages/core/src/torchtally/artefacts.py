@@ -17,6 +17,8 @@ model's:
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import json
 import os
 import re
@@ -25,6 +27,7 @@ import tempfile
 import threading
 import unittest.mock
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
@@ -32,7 +35,8 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import fx, nn
-from torch._C._profiler import _RecordFunctionFast
+from torch._C._profiler import ProfilerConfig, RecordScope, _RecordFunctionFast
+from torch.autograd import profiler as autograd_profiler
 from torch.export import ExportedProgram
 from torch.jit._fuser import optimized_execution
 from torch.profiler import ProfilerActivity, kineto_available, profile
@@ -130,14 +134,50 @@ def _shapes(value: Any) -> str:
 _LOADING = threading.Lock()
 
 
+# How a saved file calls an op: ``torch.ops.NS.name`` in an exported program's graph (JSON),
+# ``ops.NS.name(...)`` in TorchScript's code (where ``torchvision.ops.boxes`` is a module path).
+_OP_CALLS = (
+    re.compile(rb"\btorch\.ops\.([A-Za-z_]\w*)\."),
+    re.compile(rb"(?<![\w.])ops\.([A-Za-z_]\w*)\."),
+)
+_CODE_SUFFIXES = (".json", ".py")
+_LARGEST_CODE = 64 << 20  # bytes; weights are larger, code and graphs are not read past this
+
+
+def import_op_libraries(path: str | os.PathLike[str]) -> list[str]:
+    """Import the installed packages whose custom ops a saved ``.pt2`` or TorchScript file calls
+    (``torchvision::nms``, ``torchvision::roi_align``): loading the file needs them registered,
+    and nothing else imports them in a process that only loads the file. Returns the names
+    imported. A namespace no installed package is named after (``aten``, a private library) is
+    left alone: loading then fails with PyTorch's message."""
+    namespaces: set[str] = set()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for entry in archive.infolist():
+                if entry.filename.endswith(_CODE_SUFFIXES) and entry.file_size <= _LARGEST_CODE:
+                    text = archive.read(entry)
+                    for pattern in _OP_CALLS:
+                        namespaces.update(n.decode() for n in pattern.findall(text))
+    except (OSError, zipfile.BadZipFile):
+        return []  # not an archive: loading it says what is wrong
+    imported = []
+    for namespace in sorted(namespaces):
+        if namespace not in sys.modules and importlib.util.find_spec(namespace) is not None:
+            importlib.import_module(namespace)
+            imported.append(namespace)
+    return imported
+
+
 def load_exported(path: str | os.PathLike[str], *, weights: bool = False) -> ExportedProgram:
-    """The exported program saved in a ``.pt2`` file (``torch.export.save``).
+    """The exported program saved in a ``.pt2`` file (``torch.export.save``), the packages
+    registering the custom ops it calls imported first (`import_op_libraries`).
 
     Without `weights` (the default) its parameters, buffers and constants are made on the meta
     device from the sizes the file records, without reading them: a program of any size loads
     in the memory its graph takes, and analyses in meta mode. With `weights` this is
     ``torch.export.load``.
     """
+    import_op_libraries(path)
     if weights:
         return torch.export.load(path)
     try:
@@ -461,11 +501,30 @@ class _Marks(TorchDispatchMode):
         return out
 
 
+# What the profiler records: everything but TorchScript's function frames, whose events carry
+# nothing the marks need, and for which PyTorch's module hierarchy reads before the start of a
+# function whose first instruction calls another (torchvision's `_assert_has_ops`, reached from
+# `nms`), a segmentation fault in unoptimised execution.
+_SCOPES = frozenset(
+    scope for scope in RecordScope.__members__.values() if scope != RecordScope.TORCHSCRIPT_FUNCTION
+)
+
+
+def _enable(config: ProfilerConfig, activities: set[ProfilerActivity]) -> None:
+    """The profiler's start, for the scopes in `_SCOPES` (the binding takes them; its type
+    stub lags)."""
+    enable: Callable[..., None] = torch._C._autograd._enable_profiler
+    enable(config, activities, set(_SCOPES))
+
+
 @contextlib.contextmanager
 def _profiled(path: str) -> Iterator[None]:
     """Profile CPU ops with their TorchScript module hierarchy; write the trace to `path`."""
     profiler = profile(activities=[ProfilerActivity.CPU], with_modules=True)
-    with _quiet_kineto():
+    with (
+        _quiet_kineto(),
+        unittest.mock.patch.object(autograd_profiler, "_enable_profiler", _enable),
+    ):
         profiler.start()
     try:
         yield

@@ -159,6 +159,37 @@ def model_device(model: nn.Module) -> torch.device | None:
     return None
 
 
+# TorchScript ops that write a new tensor's memory directly, which a fake tensor has none of:
+# PyTorch crashes (a segmentation fault) running them on fake tensors.
+_WRITES_MEMORY = ("aten::tensor", "aten::as_tensor")
+
+
+def _script_writing_memory(model: nn.Module) -> str | None:
+    """Why fake tensors cannot run a TorchScript module in `model` (the model itself or a
+    scripted submodule of an eager one), or None: its code, inlined, builds a tensor from a
+    list (``torch.tensor([h, w])``), which TorchScript does by writing into its memory."""
+    inside: set[int] = set()  # submodules of a TorchScript module already looked through
+    for module in model.modules():
+        if not isinstance(module, torch.jit.ScriptModule) or id(module) in inside:
+            continue
+        inside.update(id(m) for m in module.modules())
+        for method in module._c._method_names():
+            graph = module._c._get_method(method).graph.copy()
+            torch._C._jit_pass_inline(graph)  # the copy: the functions and methods it calls too
+            for kind in _WRITES_MEMORY:
+                for node in graph.findAllNodes(kind):
+                    if str(node.inputsAt(0).type()).startswith("List["):
+                        where = str(node.sourceRange()).strip().splitlines()
+                        return (
+                            f"this TorchScript module builds a tensor from a list ({kind}, "
+                            f"{where[0].strip() if where else 'in its code'}), which TorchScript "
+                            "does by writing into the tensor's memory, and fake tensors have "
+                            "none.\nAnalyse it with mode='real' (mode='auto' falls back to it; "
+                            "a module loaded on the meta device needs its weights loaded)."
+                        )
+    return None
+
+
 class _Faker:
     """Makes fakes under one `FakeTensorMode`; the same tensor always gets the same fake."""
 
@@ -238,6 +269,9 @@ def fake_model(
 
     The caller restores the originals (`preserve_model_state` does); the mode is not entered.
     """
+    refusal = _script_writing_memory(model)
+    if refusal is not None:
+        raise FakeUnsupportedError(refusal)
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
     # meta weights and meta (shape-only) inputs claim the inputs' device, else the model's
     faker = _Faker(fake_mode, input_device((args, kwargs), model_device(model)))
