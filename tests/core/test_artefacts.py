@@ -265,6 +265,30 @@ def test_fvcore_and_mmengine_entry_points_take_artefacts() -> None:
     assert torchtally.FlopAnalyzer(torch.jit.script(model), x).by_module() == eager
     info = torchtally.get_model_complexity_info(torch.fx.symbolic_trace(model), inputs=(x,))
     assert info["flops"] == SMALL
+    from torchtally.compat.fvcore import FlopCountAnalysis
+
+    program = torch.export.export(model, (x,))
+    for artefact in (program, torch.jit.script(model), torch.fx.symbolic_trace(model)):
+        assert FlopCountAnalysis(artefact, x).by_module() == FlopCountAnalysis(model, x).by_module()
+
+
+def test_a_torch_compile_wrapper_is_analysed_as_the_module_it_compiles(
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    from torchtally.compat.fvcore import FlopCountAnalysis
+
+    model = SmallNet().eval()
+    x = torch.randn(2, 3, 16, 16)
+    compiled = torch.compile(model)
+    expected = torchtally.analyze(model, x, warn_unsupported=False)
+    for mode in ("auto", "real"):
+        analysis = torchtally.analyze(compiled, x, mode=mode, warn_unsupported=False)
+        assert analysis.by_module() == expected.by_module()  # the model's names, not _orig_mod.
+        assert analysis.modules[""].type_name == "SmallNet"
+    assert FlopCountAnalysis(compiled, x).by_module() == FlopCountAnalysis(model, x).by_module()
+    assert torchtally.FlopAnalyzer(compiled, x).total() == SMALL
+    # the wrapper itself never ran: PyTorch warns when it runs under global module hooks
+    assert not [w for w in recwarn if "global hooks on modules" in str(w.message)]
 
 
 def test_a_pt2_file_loads_without_its_weights_and_counts_the_same(tmp_path: Path) -> None:

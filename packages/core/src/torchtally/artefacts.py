@@ -64,9 +64,12 @@ class Program(NamedTuple):
 
 
 def as_program(model: Any) -> Program:
-    """What runs for `model`: an eager module as it is; an exported program, FX graph module or
-    TorchScript module with the runner that recovers its modules. Raises `TypeError` for anything
-    else."""
+    """What runs for `model`: an eager module as it is (a `torch.compile` wrapper's module); an
+    exported program, FX graph module or TorchScript module with the runner that recovers its
+    modules. Raises `TypeError` for anything else."""
+    compiled = sys.modules.get("torch._dynamo.eval_frame")  # loaded once torch.compile ran
+    if compiled is not None and isinstance(model, compiled.OptimizedModule):
+        model = model._orig_mod  # torch.compile's wrapper: the module it compiles, run eagerly
     if isinstance(model, ExportedProgram):
         module = model.module()
         _tie_parameters(module)

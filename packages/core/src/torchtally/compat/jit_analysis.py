@@ -33,6 +33,7 @@ from torch.jit._trace import TracerWarning
 
 from torchtally.analysis import Analysis
 from torchtally.api import registry_with
+from torchtally.artefacts import as_program
 from torchtally.compat.jit_values import (
     JIT_TO_DISPATCHER,
     UnitCall,
@@ -654,14 +655,21 @@ class JitModelAnalysis:
     def _ensure_traced(self, watch: frozenset[str] = frozenset()) -> _Traced:
         watch = watch | self._watch()
         if self._traced is None or not watch <= self._traced.watch:
-            args, kwargs = build_inputs(self._model, self._inputs)
+            module, runner, *_ = as_program(self._model)  # artefacts, torch.compile's wrapper
+            args, kwargs = build_inputs(module, self._inputs)
             with warnings.catch_warnings():
                 if self._warn_trace == "none":
                     warnings.simplefilter("ignore")
                 elif self._warn_trace == "no_tracer_warning":
                     warnings.filterwarnings("ignore", category=TracerWarning)
                 trace = run_traced(
-                    self._model, args, kwargs, mode=self._mode, watch=watch, autograd_functions=True
+                    module,
+                    args,
+                    kwargs,
+                    mode=self._mode,
+                    watch=watch,
+                    autograd_functions=True,
+                    runner=runner,
                 )
             self._traced = _Traced(trace, watch, with_units(trace))
             self._analysis = None
