@@ -186,6 +186,8 @@ def _trace_auto(
         op = error.failed_op or "an op"
         cause = error.__cause__
         first_line = (str(cause).splitlines() or [type(cause).__name__])[0]
+        if len(first_line) > 240:  # PyTorch's "could not run" lists every dispatch key
+            first_line = first_line[:240].rsplit(" ", 1)[0] + " ..."
         if cause is not None and rejected_inputs(cause):
             _raise_unless_real_kernel_accepts(error, op)
             reason = f"the fake kernel of {op} rejects what its real kernel accepts: {first_line}"
