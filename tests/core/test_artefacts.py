@@ -418,3 +418,37 @@ def test_torchscript_inside_a_profiler_session_is_refused_and_the_session_left_a
             torchtally.analyze(scripted, x)
         scripted(x)
     assert any(event.name == "aten::linear" for event in session.events())
+
+
+def test_the_packages_a_saved_file_calls_ops_of_are_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+    import zipfile
+
+    from torchtally.artefacts import import_op_libraries
+
+    for name, body in (("tt_oplib", "LOADED = True\n"), ("tt_broken", "raise ImportError('no')\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = (
+        "def forward(self, x):\n"
+        "  y = ops.tt_oplib.scale(x)\n"  # a custom op: its package is imported
+        "  z = __torch__.torchvision.ops.tt_not_a_package.f(y)\n"  # a module path: not an op
+        "  return ops.tt_broken.g(z) + ops.aten.add(z, z)\n"  # broken: warned; aten: no package
+    )
+    archive = tmp_path / "model.pt"
+    with zipfile.ZipFile(archive, "w") as file:
+        file.writestr("model/code/__torch__.py", code)
+        file.writestr("model/data/0", b"\0" * 16)
+    for name in ("tt_oplib", "tt_broken"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.warns(UserWarning, match="importing tt_broken, whose ops .* calls, failed"):
+        assert import_op_libraries(archive) == ["tt_oplib"]
+    assert sys.modules["tt_oplib"].LOADED
+    with pytest.warns(UserWarning, match="tt_broken"):  # the broken one is tried again
+        assert import_op_libraries(archive) == []  # tt_oplib imported already
+    not_an_archive = tmp_path / "model.pt2"
+    not_an_archive.write_bytes(b"not a zip")
+    assert import_op_libraries(not_an_archive) == []

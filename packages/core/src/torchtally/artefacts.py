@@ -165,9 +165,18 @@ def import_op_libraries(path: str | os.PathLike[str]) -> list[str]:
         return []  # not an archive: loading it says what is wrong
     imported = []
     for namespace in sorted(namespaces):
-        if namespace not in sys.modules and importlib.util.find_spec(namespace) is not None:
+        if namespace in sys.modules or importlib.util.find_spec(namespace) is None:
+            continue
+        try:
             importlib.import_module(namespace)
-            imported.append(namespace)
+        except Exception as error:  # a broken package: loading then says what is missing
+            warnings.warn(
+                f"importing {namespace}, whose ops {os.fspath(path)} calls, failed: "
+                f"{type(error).__name__}: {error}",
+                stacklevel=2,
+            )
+            continue
+        imported.append(namespace)
     return imported
 
 
