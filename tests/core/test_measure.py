@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import torchtally
+from torchtally.timing import measure_forward
 
 
 def small() -> nn.Module:
@@ -55,6 +56,30 @@ def test_the_model_is_left_as_it_was() -> None:
     torchtally.analyze(model, torch.randn(2, 3, 16, 16), measure=True, measure_repeats=2)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+class WritesWhatItHolds(nn.Module):
+    """Writes its weight and its input in place, every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.linear.weight.data.mul_(2)
+        return self.linear(x.relu_())
+
+
+def test_weights_and_inputs_written_in_forward_are_put_back() -> None:
+    torch.manual_seed(0)
+    model = WritesWhatItHolds()
+    x = torch.randn(3, 4)
+    weight, inputs = model.linear.weight.detach().clone(), x.clone()
+    analysis = torchtally.analyze(model, x, measure=True, measure_repeats=2)
+    assert torch.equal(model.linear.weight, weight) and torch.equal(x, inputs)
+    trace = analysis.trace
+    measure_forward(model, (x,), {}, trace, repeats=1, warmup=0)  # no warm-up pass first
+    assert torch.equal(model.linear.weight, weight) and torch.equal(x, inputs)
 
 
 def test_calibrating_a_device_from_a_measured_run() -> None:
@@ -136,7 +161,9 @@ def test_module_times_come_from_their_calls_and_leave_the_model_hooks_alone() ->
     )
     measured = analysis.measured()
     assert (dict(model[0]._forward_hooks), dict(model._forward_pre_hooks)) == hooks
-    assert len(calls) == 1 + 2 * 2 + 3 * 3  # traced; warm-up: plain, per op; then by module too
+    # traced; a first pass per op (saving what it writes); warm-up: plain, per op; then the
+    # timed passes: plain, per op, by module
+    assert len(calls) == 1 + 1 + 2 * 2 + 3 * 3
     by_module = measured.by_module()
     assert set(by_module) == set(analysis.modules)
     assert by_module["1"] > 0 and measured.ops_total("1") > 0  # both calls

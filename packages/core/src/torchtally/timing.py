@@ -129,7 +129,8 @@ def measure_forward(
 ) -> Measurement:
     """Time `model`'s forward pass per op and whole (see the module docstring); `trace` is the
     real-mode trace of the same call, whose forward ops the times must match. The model is left
-    as it was (its buffers are saved first; what an op writes is saved before it does)."""
+    as it was, and the inputs (its buffers are saved first; what an op writes is saved before
+    it does, in a first pass under the op timer)."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"measure needs repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
     if statistic not in STATISTICS:
@@ -146,9 +147,17 @@ def measure_forward(
     per_module: list[tuple[float, dict[str, float]]] = []  # per pass: its time, its modules'
     clock = _ModuleClock(model, cuda)
     gc.collect()  # then none during the passes: a collection would land in one pass's time
-    with preserve_model_state(model) as guard, torch.no_grad(), gc_paused(), _SamePath():
+    with (
+        preserve_model_state(model, (args, dict(kwargs))) as guard,
+        torch.no_grad(),
+        gc_paused(),
+        _SamePath(),
+    ):
         for buffer in model.buffers():
             guard.before_write(buffer)  # a plain pass may update running statistics
+        # the first pass saves what the forward writes (weights, inputs) before it writes it;
+        # every pass runs the same ops, so the passes after write nothing else
+        _timed_ops(model, args, kwargs, guard, cuda, sync)
         for _ in range(warmup):
             model(*args, **kwargs)
             _timed_ops(model, args, kwargs, guard, cuda, sync)
