@@ -668,10 +668,8 @@ def _analyze(
                 loaded.source,
                 _one_line(error),
             )
-            real, device = (
-                argparse.Namespace(**{**vars(args), "mode": "real"}),
-                _device(args.device),
-            )
+            real = argparse.Namespace(**{**vars(args), "mode": "real"})
+            device = _device(args.device)
             weighted = _load(real, loaded.source, device)
             inputs = _inputs(real, weighted, device, point)  # the shape-only run's may be meta
             return analyze(weighted.model, inputs, **{**options, "mode": "real"})

@@ -204,8 +204,8 @@ class _ModuleClock:
         self.model = model
         self.cuda = cuda
         self.names = {id(module): name for name, module in model.named_modules()}
-        self._open: dict[int, Any] = {}  # id(module) -> when its outermost open call started
-        self._depth: dict[int, int] = {}
+        # id(module) -> (how many of its calls are open, when the outermost one started)
+        self._open: dict[int, tuple[int, Any]] = {}
         self._spans: list[tuple[str, Any, Any]] = []
 
     def _now(self) -> Any:
@@ -218,17 +218,20 @@ class _ModuleClock:
     def _before(self, module: nn.Module, args: Any) -> None:
         key = id(module)
         if key in self.names:
-            depth = self._depth.get(key, 0)
-            if depth == 0:
-                self._open[key] = self._now()
-            self._depth[key] = depth + 1
+            depth, start = self._open.get(key) or (0, None)
+            self._open[key] = (depth + 1, start if depth else self._now())
 
     def _after(self, module: nn.Module, args: Any, output: Any) -> None:
         key = id(module)
-        if self._depth.get(key):
-            self._depth[key] -= 1
-            if self._depth[key] == 0:
-                self._spans.append((self.names[key], self._open.pop(key), self._now()))
+        opened = self._open.get(key)
+        if opened is None:
+            return
+        depth, start = opened
+        if depth > 1:
+            self._open[key] = (depth - 1, start)
+        else:
+            del self._open[key]
+            self._spans.append((self.names[key], start, self._now()))
 
     def timed_call(
         self, args: tuple[Any, ...], kwargs: Mapping[str, Any]
@@ -243,7 +246,6 @@ class _ModuleClock:
             before.remove()
             after.remove()
             self._open.clear()
-            self._depth.clear()
         if self.cuda:
             torch.cuda.synchronize()
         seconds: dict[str, float] = {}

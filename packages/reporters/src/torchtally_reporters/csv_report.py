@@ -40,11 +40,11 @@ def render_csv(analysis: Analysis, **options: Any) -> str:
         writer.writerow(["module", "operator", *(column_name(c) for c in columns)])
         writer.writerows(_operator_rows(analysis, opts, columns))
     else:
-        params = [PARAMS] if PARAMS in opts.metrics else []
-        if params and analysis.shared_params:
-            params.append("shared_params")
+        with_params = PARAMS in opts.metrics
+        with_shared = with_params and bool(analysis.shared_params)
+        params = ([PARAMS] if with_params else []) + (["shared_params"] if with_shared else [])
         writer.writerow(["module", "type", "called", *params, *(column_name(c) for c in columns)])
-        writer.writerows(_module_rows(analysis, opts, columns, params))
+        writer.writerows(_module_rows(analysis, opts, columns, with_params, with_shared))
     return buffer.getvalue().removesuffix("\n")
 
 
@@ -54,7 +54,11 @@ def column_name(column: Column) -> str:
 
 
 def _module_rows(
-    analysis: Analysis, options: Options, columns: list[Column], params: list[str]
+    analysis: Analysis,
+    options: Options,
+    columns: list[Column],
+    with_params: bool,
+    with_shared: bool,
 ) -> list[list[Any]]:
     counts = [_by_module(analysis, column, options) for column in columns]
     uncalled = analysis.uncalled_modules
@@ -65,9 +69,9 @@ def _module_rows(
     rows = []
     for name, info in analysis.modules.items():
         row: list[Any] = [name, info.type_name, "false" if name in uncalled else "true"]
-        if params:
+        if with_params:
             row.append(analysis.params.get(name, 0))
-        if len(params) > 1:
+        if with_shared:
             row.append(";".join(shared.get(name, ())))
         row.extend(by_module.get(name, 0) for by_module in counts)
         rows.append(row)
